@@ -1,0 +1,116 @@
+//! The command line.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::kubeclient::KubeOptions;
+
+/// Serve every Ingress of a local Kubernetes cluster on its real host name,
+/// through pod port-forward. Nothing is installed in the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "devingress", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch the cluster and serve its Ingresses until Ctrl-C.
+    Up(UpArgs),
+    /// Print the routing table the cluster produces right now, and the skipped Ingresses.
+    Routes(ClusterArgs),
+}
+
+/// Which cluster to watch.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context [default: the current context].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Watch only this namespace (repeatable) [default: all namespaces].
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+}
+
+impl ClusterArgs {
+    /// The kubeconfig part of these settings.
+    pub fn kube_options(&self) -> KubeOptions {
+        KubeOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+/// Settings of `devingress up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The address to listen on. Keep it on loopback unless you mean to
+    /// share your cluster's Ingresses with your network.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub listen: IpAddr,
+    /// The HTTP port [default: 80, or 8080 when 80 needs privileges or is taken].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// How long Ctrl-C waits for requests in flight to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?} has an unknown unit; use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        Cli::command_for_test();
+        let cli =
+            Cli::try_parse_from(["devingress", "up", "--http-port", "0", "-n", "a", "-n", "b", "--context", "kind"])
+                .unwrap();
+        let Command::Up(up) = cli.command else { panic!() };
+        assert_eq!(up.http_port, Some(0));
+        assert_eq!(up.cluster.namespaces, ["a", "b"]);
+        assert_eq!(up.cluster.context.as_deref(), Some("kind"));
+        assert_eq!(up.listen.to_string(), "127.0.0.1");
+    }
+
+    impl Cli {
+        fn command_for_test() {
+            use clap::CommandFactory;
+            Cli::command().debug_assert();
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Watching the cluster: reflectors for Ingress, IngressClass, Service and
+//! EndpointSlice that keep a [`Snapshot`] current, and report when the API
+//! server comes and goes.
+
+mod health;
+mod snapshot;
+
+pub use health::Health;
+pub use snapshot::Snapshot;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// Running watchers and their caches. Dropping it stops the watchers.
+pub struct ClusterWatch {
+    ingresses: Vec<Store<Ingress>>,
+    ingress_classes: Vec<Store<IngressClass>>,
+    services: Vec<Store<Service>>,
+    endpoint_slices: Vec<Store<EndpointSlice>>,
+    /// One flag per watcher, set once its first list is in the store.
+    synced: Vec<Arc<AtomicBool>>,
+    changed: Arc<Notify>,
+    health: Arc<Health>,
+    _tasks: JoinSet<()>,
+}
+
+impl ClusterWatch {
+    /// Starts the watchers: all namespaces, or only `namespaces` when given.
+    /// IngressClasses are cluster-scoped and always watched as a whole.
+    pub fn start(client: Client, namespaces: &[String], server: &str) -> Self {
+        let mut w = Spawner {
+            tasks: JoinSet::new(),
+            synced: Vec::new(),
+            changed: Arc::new(Notify::new()),
+            health: Arc::new(Health::new(server)),
+        };
+        let ingresses = namespaced_apis(&client, namespaces)
+            .into_iter()
+            .map(|(api, ns)| w.reflector(api, "ingresses", ns))
+            .collect();
+        let services = namespaced_apis(&client, namespaces)
+            .into_iter()
+            .map(|(api, ns)| w.reflector(api, "services", ns))
+            .collect();
+        let endpoint_slices = namespaced_apis(&client, namespaces)
+            .into_iter()
+            .map(|(api, ns)| w.reflector(api, "endpointslices", ns))
+            .collect();
+        let ingress_classes = vec![w.reflector(Api::all(client), "ingressclasses", String::new())];
+        ClusterWatch {
+            ingresses,
+            ingress_classes,
+            services,
+            endpoint_slices,
+            synced: w.synced,
+            changed: w.changed,
+            health: w.health,
+            _tasks: w.tasks,
+        }
+    }
+
+    /// Signalled after any watched object changes.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// Connection state towards the API server.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Whether every watcher has completed its first list.
+    pub fn is_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Waits until every watcher has completed its first list, or the deadline passes.
+    pub async fn wait_synced(&self, deadline: Duration) -> bool {
+        let wait = async {
+            while !self.is_synced() {
+                let notified = self.changed.notified();
+                if self.is_synced() {
+                    break;
+                }
+                // Re-check now and then: notify_one may have been taken by the
+                // table builder.
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok()
+    }
+
+    /// The current objects.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            synced: self.is_synced(),
+            ingresses: self.ingresses.iter().flat_map(Store::state).collect(),
+            ingress_classes: self.ingress_classes.iter().flat_map(Store::state).collect(),
+            services: self.services.iter().flat_map(Store::state).collect(),
+            endpoint_slices: self.endpoint_slices.iter().flat_map(Store::state).collect(),
+        }
+    }
+}
+
+/// What every reflector task shares while they are being started.
+struct Spawner {
+    tasks: JoinSet<()>,
+    synced: Vec<Arc<AtomicBool>>,
+    changed: Arc<Notify>,
+    health: Arc<Health>,
+}
+
+impl Spawner {
+    /// Runs one reflector in the background; its store is returned at once
+    /// and fills as the watcher lists and watches. Errors (API server
+    /// unreachable, watch broken, forbidden) go to `health`, and the watcher
+    /// retries with exponential backoff while the store keeps its last state.
+    fn reflector<K>(&mut self, api: Api<K>, resource: &'static str, namespace: String) -> Store<K>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let (reader, writer) = reflector::store();
+        let changed = self.changed.clone();
+        let health = self.health.clone();
+        let synced = Arc::new(AtomicBool::new(false));
+        self.synced.push(synced.clone());
+        let what =
+            if namespace.is_empty() { resource.to_string() } else { format!("{resource} in namespace {namespace}") };
+        self.tasks.spawn(async move {
+            let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(event) => {
+                        health.watch_ok(&what);
+                        if matches!(event, watcher::Event::InitDone) {
+                            synced.store(true, Ordering::Release);
+                        }
+                        changed.notify_one();
+                    }
+                    Err(e) => health.watch_failed(&what, &e),
+                }
+            }
+        });
+        reader
+    }
+}
+
+fn namespaced_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        vec![(Api::all(client.clone()), String::new())]
+    } else {
+        namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), ns.clone())).collect()
+    }
+}

@@ -1,0 +1,24 @@
+//! The objects devingress has seen in the cluster, as one immutable value.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+/// Everything the routing table is computed from. Building one does no I/O:
+/// the watchers fill it from their caches, tests fill it by hand.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// All Ingresses in the watched namespaces.
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// All IngressClasses (cluster-scoped).
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    /// All Services in the watched namespaces.
+    pub services: Vec<Arc<Service>>,
+    /// All EndpointSlices in the watched namespaces.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Whether every watcher has finished its first list. Until then an
+    /// empty table means "not loaded yet" rather than "nothing to serve".
+    pub synced: bool,
+}

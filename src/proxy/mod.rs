@@ -1,0 +1,185 @@
+//! The HTTP proxy: accepts connections, routes each request by the current
+//! table, and passes it to a pod through the upstream client.
+
+mod headers;
+mod pages;
+
+pub use headers::{ClientInfo, set_forwarded, strip_hop_by_hop, upgrade_protocol};
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version, header};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::cluster::Health;
+use crate::routes::{RouteTable, normalize_request_host};
+use crate::upstream::{Upstream, endpoint_uri};
+
+/// The body of responses the proxy sends to clients.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// What every request handler reads.
+pub struct Proxy {
+    /// The current routing table.
+    pub table: watch::Receiver<Arc<RouteTable>>,
+    /// Where requests go.
+    pub upstream: Upstream,
+    /// The API server's state, for the "not loaded yet" page.
+    pub health: Option<Arc<Health>>,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+/// Serves `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish for up to `grace`.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>, grace: Duration) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // A client that never finishes its headers is dropped (slowloris).
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(256 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(handle(&proxy, peer, local_port, req).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        let span = tracing::debug_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended with error: {e}");
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after {grace:?}; closing them");
+    }
+}
+
+/// Routes and forwards one request. Never fails: problems become pages.
+pub async fn handle(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    local_port: u16,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let host_value = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let host = host_value.as_deref().map(normalize_request_host).unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let table = proxy.table.borrow().clone();
+    let Some(matched) = table.route(&host, &path) else {
+        if !table.synced {
+            return pages::loading(proxy.health.as_ref().and_then(|h| h.problem()));
+        }
+        return pages::not_found(&table, &host, &path);
+    };
+    let backend = matched.backend.clone();
+    let Some(ep) = backend.pick().cloned() else {
+        return pages::unavailable(&backend);
+    };
+    let span = tracing::debug_span!("request", %host, %path, pod = %ep);
+    async move {
+        let client_upgrade = upgrade_protocol(req.headers());
+        let on_client_upgrade = client_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut up =
+            Request::builder().method(parts.method.clone()).uri(endpoint_uri(&ep, pq)).version(Version::HTTP_11);
+        let headers = up.headers_mut().expect("fresh builder");
+        *headers = parts.headers;
+        let info = ClientInfo {
+            ip: peer.ip(),
+            proto: proxy.proto,
+            port: local_port,
+            host: host_value.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()),
+        };
+        strip_hop_by_hop(headers, client_upgrade.clone());
+        if !headers.contains_key(header::HOST) {
+            if let Some(h) = &info.host {
+                headers.insert(header::HOST, h.clone());
+            }
+        }
+        set_forwarded(headers, &info);
+        let up = up.body(body.boxed()).expect("valid request parts");
+        let mut res = match proxy.upstream.send(&ep, up).await {
+            Ok(res) => res,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return pages::bad_gateway(&e);
+            }
+        };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(on_client) = on_client_upgrade {
+                let on_upstream = hyper::upgrade::on(&mut res);
+                tokio::spawn(
+                    async move {
+                        match tokio::try_join!(on_client, on_upstream) {
+                            Ok((client, upstream)) => {
+                                let mut client = TokioIo::new(client);
+                                let mut upstream = TokioIo::new(upstream);
+                                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                                    Ok((to_pod, to_client)) => {
+                                        tracing::debug!(to_pod, to_client, "upgraded connection closed")
+                                    }
+                                    Err(e) => tracing::debug!("upgraded connection ended: {e}"),
+                                }
+                            }
+                            Err(e) => tracing::debug!("upgrade failed: {e}"),
+                        }
+                    }
+                    .in_current_span(),
+                );
+                let (parts, _) = res.into_parts();
+                return Response::from_parts(parts, http_body_util::Empty::new().map_err(|n| match n {}).boxed());
+            }
+        }
+        let (mut parts, body) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers, None);
+        Response::from_parts(parts, body.boxed())
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,67 @@
+//! The short pages devingress answers with when it cannot pass a request on.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use super::ProxyBody;
+use crate::routes::{Backend, RouteTable, Target};
+
+/// A plain-text page: what happened, then details.
+pub fn page(status: StatusCode, headline: &str, details: &str) -> Response<ProxyBody> {
+    let mut text = format!("{} {}\n\n{headline}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    if !details.is_empty() {
+        text.push('\n');
+        text.push_str(details);
+        if !details.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text.push_str("\n-- devingress\n");
+    let mut res = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// 404: nothing routes this host and path. Lists the hosts that are served.
+pub fn not_found(table: &RouteTable, host: &str, path: &str) -> Response<ProxyBody> {
+    let hosts = table.hosts();
+    let details = if hosts.is_empty() {
+        "No Ingress is served yet. Create one with `kubectl apply`, or see `devingress routes`.".to_string()
+    } else {
+        let list: Vec<String> = hosts.iter().map(|h| format!("  {h}")).collect();
+        format!("Hosts served:\n{}", list.join("\n"))
+    };
+    page(StatusCode::NOT_FOUND, &format!("No Ingress rule matches host {host:?} and path {path:?}."), &details)
+}
+
+/// 503: the table is not loaded yet.
+pub fn loading(problem: Option<String>) -> Response<ProxyBody> {
+    let details = problem.unwrap_or_else(|| "Try again in a moment.".into());
+    page(StatusCode::SERVICE_UNAVAILABLE, "devingress has not loaded the routes from the cluster yet.", &details)
+}
+
+/// 503: the route's backend has nowhere to send the request.
+pub fn unavailable(backend: &Backend) -> Response<ProxyBody> {
+    let svc = format!("{}/{}", backend.namespace, backend.service);
+    let (headline, details) = match &backend.target {
+        Target::ServiceMissing => (format!("Service {svc} does not exist."), String::new()),
+        Target::Unsupported(why) => (format!("Backend {svc} cannot be served."), why.clone()),
+        Target::Pods { not_ready, without_pod, .. } => (
+            format!("Service {svc} (port {}) has no ready pods.", backend.port),
+            match (not_ready, without_pod) {
+                (0, 0) => "It has no endpoints: check the Service's selector and that its pods are running.".into(),
+                (0, n) => format!("Its {n} endpoint(s) have no pod behind them; devingress can forward only to pods."),
+                (n, _) => format!("{n} endpoint(s) exist but are not ready."),
+            },
+        ),
+    };
+    page(StatusCode::SERVICE_UNAVAILABLE, &headline, &details)
+}
+
+/// 502: the pod could not be reached or failed mid-exchange.
+pub fn bad_gateway(error: &crate::upstream::UpstreamError) -> Response<ProxyBody> {
+    page(StatusCode::BAD_GATEWAY, "The upstream pod did not answer.", &error.to_string())
+}

@@ -1,0 +1,76 @@
+//! The routing table as text, for `devingress routes`.
+
+use std::fmt::Write;
+
+use super::{Backend, RouteTable};
+
+/// Renders the table: one row per path or default backend, then the skipped
+/// Ingresses and warnings.
+pub fn render(table: &RouteTable) -> String {
+    let mut rows: Vec<[String; 6]> = vec![["HOST", "PATH", "TYPE", "BACKEND", "READY", "INGRESS"].map(String::from)];
+    let ready = |b: &Backend| match &b.target {
+        super::Target::Pods { ready, not_ready, .. } => format!("{}/{}", ready.len(), ready.len() + not_ready),
+        super::Target::ServiceMissing => "no service".into(),
+        super::Target::Unsupported(_) => "unsupported".into(),
+    };
+    for g in &table.groups {
+        for p in &g.paths {
+            rows.push([
+                g.host.to_string(),
+                p.rule.path.clone(),
+                p.rule.kind.to_string(),
+                p.backend.display_name(),
+                ready(&p.backend),
+                p.ingress.to_string(),
+            ]);
+        }
+        if let Some(d) = &g.default_backend {
+            rows.push([
+                g.host.to_string(),
+                "*".into(),
+                "default".into(),
+                d.backend.display_name(),
+                ready(&d.backend),
+                d.ingress.to_string(),
+            ]);
+        }
+    }
+    if let Some(d) = &table.default_backend {
+        rows.push([
+            "*".into(),
+            "*".into(),
+            "default".into(),
+            d.backend.display_name(),
+            ready(&d.backend),
+            d.ingress.to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    if rows.len() == 1 {
+        out.push_str("No routes: no Ingress is served.\n");
+    } else {
+        for r in &rows {
+            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        }
+    }
+    if !table.skipped.is_empty() {
+        let _ = writeln!(out, "\nSkipped Ingresses:");
+        for s in &table.skipped {
+            let _ = writeln!(out, "  {}: {}: {}", s.ingress, s.field, s.reason);
+        }
+    }
+    if !table.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &table.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}
