@@ -24,7 +24,18 @@ pub enum Command {
     /// Watch the cluster and serve its Ingresses until Ctrl-C.
     Up(UpArgs),
     /// Print the routing table the cluster produces right now, and the skipped Ingresses.
-    Routes(ClusterArgs),
+    Routes(RoutesArgs),
+}
+
+/// Settings of `devingress routes`.
+#[derive(Debug, Clone, Args)]
+pub struct RoutesArgs {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// How long to wait for the cluster's objects before giving up.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub wait: Duration,
 }
 
 /// Which cluster to watch.

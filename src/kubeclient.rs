@@ -99,12 +99,13 @@ pub fn client_from_config(config: Config) -> Result<Client, kube::Error> {
 /// A short, plain description of a kube error for users: the innermost
 /// cause (such as "Connection refused") rather than a nested debug dump.
 pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
-    if let Some(kube::Error::Api(status)) = err.downcast_ref::<kube::Error>() {
-        return format!("{} ({})", status.message, status.reason);
-    }
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
+        // The API server's own words beat the client's wrapping of them.
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+            return format!("{} ({})", status.message, status.reason);
+        }
         let text = e.to_string();
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
@@ -116,5 +117,33 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
         0 => "unknown error".into(),
         1 => parts.remove(0),
         n => format!("{}: {}", parts[n - 2], parts[n - 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("port-forward failed")]
+    struct Outer(#[source] kube::Error);
+
+    #[test]
+    fn api_status_is_said_in_its_own_words() {
+        let status = kube::core::Status::failure("pods \"web-0\" not found", "NotFound");
+        let err = Outer(kube::Error::Api(Box::new(status)));
+        assert_eq!(describe_error(&err), "pods \"web-0\" not found (NotFound)");
+    }
+
+    #[test]
+    fn innermost_cause_with_its_context() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Connect(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Client(#[source] Connect);
+        assert_eq!(describe_error(&Client(Connect(io))), "tcp connect error: Connection refused");
     }
 }

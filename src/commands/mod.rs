@@ -12,12 +12,18 @@ use kube::Client;
 use crate::cli::ClusterArgs;
 use crate::kubeclient::{self, ClusterInfo, describe_error};
 
-/// Loads the kubeconfig, says which cluster it is, and checks that the API
-/// server answers. An unreachable server is reported, not fatal: the
-/// watchers keep retrying.
+/// Loads the kubeconfig, says which cluster it is, and starts checking in
+/// the background that the API server answers. An unreachable server is
+/// reported, not fatal: the watchers keep retrying.
 pub async fn connect(args: &ClusterArgs) -> anyhow::Result<(Client, ClusterInfo)> {
     let (client, info) = kubeclient::connect(&args.kube_options()).await.context("cannot connect to the cluster")?;
     tracing::info!("connecting to cluster {} (context {}) at {}", info.cluster, info.context, info.server);
+    tokio::spawn(check_version(client.clone(), info.clone()));
+    Ok((client, info))
+}
+
+/// Says which Kubernetes version answers, or that none does yet.
+async fn check_version(client: Client, info: ClusterInfo) {
     match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
         Ok(Ok(v)) => tracing::info!("connected: Kubernetes {}", v.git_version),
         Ok(Err(e)) => tracing::warn!(
@@ -27,5 +33,4 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<(Client, ClusterInfo)
         ),
         Err(_) => tracing::warn!("the API server at {} did not answer within 10s; retrying with backoff", info.server),
     }
-    Ok((client, info))
 }

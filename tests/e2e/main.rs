@@ -1,0 +1,5 @@
+//! End-to-end tests: the real devingress binary against the fake API server.
+
+mod replay;
+mod serving;
+mod support;

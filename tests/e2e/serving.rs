@@ -1,0 +1,342 @@
+//! `devingress up` and `devingress routes` against the fake API server.
+
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::apiserver::resources::INGRESSES;
+use crate::support::cluster::TestCluster;
+use crate::support::devingress::{BIN, Devingress, eventually, get};
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// Waits until `host` routes to a pod whose name starts with `pod_prefix`.
+async fn routed(d: &Devingress, host: &str, path: &str, pod_prefix: &str) -> bool {
+    eventually(SETTLE, || async { get(d.port, host, path).await.pod().is_some_and(|p| p.starts_with(pod_prefix)) })
+        .await
+}
+
+#[tokio::test]
+async fn examples_route_as_stated_with_forwarding_headers() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/anything", "alpaca-").await, "{}", d.log());
+    for (host, path, prefix) in [
+        ("alpaca.example.com", "/anything", "alpaca-"),
+        ("bandicoot.example.com", "/", "bandicoot-0"),
+        ("bandicoot.example.com", "/a/x", "alpaca-"),
+        ("bandicoot.example.com", "/b", "bandicoot-0"),
+        ("somewhere.else.test", "/", "be-default-0"),
+        ("127.0.0.1", "/x", "be-default-0"),
+    ] {
+        let a = get(d.port, host, path).await;
+        assert_eq!(a.status, 200, "{host}{path}: {}", a.body);
+        assert!(a.pod().unwrap().starts_with(prefix), "{host}{path} went to {:?}", a.pod());
+    }
+    let a = get(d.port, "Alpaca.Example.com", "/q?x=1&y=%2F").await;
+    let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(body["path"], "/q?x=1&y=%2F", "path and query pass unchanged");
+    assert_eq!(a.pod_header("host").as_deref(), Some("Alpaca.Example.com"));
+    assert_eq!(a.pod_header("x-forwarded-host").as_deref(), Some("Alpaca.Example.com"));
+    assert_eq!(a.pod_header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(a.pod_header("x-forwarded-port"), Some(d.port.to_string()));
+    assert_eq!(a.pod_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(a.pod_header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert!(d.log().contains("serving 2 Ingresses, 2 hosts: alpaca.example.com, bandicoot.example.com"), "{}", d.log());
+    assert!(d.log().contains("connected: Kubernetes v1.36.2-fake"), "{}", d.log());
+}
+
+#[tokio::test]
+async fn ingress_created_edited_and_deleted_while_running() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await, "{}", d.log());
+    assert_eq!(get(d.port, "new.example.com", "/").await.pod().as_deref(), Some("be-default-0"));
+
+    // Created: routes within a second.
+    c.ingress(
+        "default",
+        "new",
+        json!({"rules": [{"host": "new.example.com", "http": {"paths": [
+            {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    let t = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            get(d.port, "new.example.com", "/").await.pod().as_deref() == Some("bandicoot-0")
+        })
+        .await,
+        "create not applied within a second"
+    );
+    let created_after = t.elapsed();
+
+    // Edited: the same host now goes to alpaca.
+    c.ingress(
+        "default",
+        "new",
+        json!({"rules": [{"host": "new.example.com", "http": {"paths": [
+            {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "alpaca", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            get(d.port, "new.example.com", "/").await.pod().is_some_and(|p| p.starts_with("alpaca-"))
+        })
+        .await,
+        "edit not applied within a second"
+    );
+
+    // Deleted: back to the default backend.
+    c.api.delete(INGRESSES, "default", "new").unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            get(d.port, "new.example.com", "/").await.pod().as_deref() == Some("be-default-0")
+        })
+        .await,
+        "delete not applied within a second"
+    );
+    eprintln!("create took effect after {created_after:?}");
+}
+
+#[tokio::test]
+async fn service_with_two_ready_pods_answers_from_both() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        seen.insert(get(d.port, "alpaca.example.com", "/").await.pod().unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["alpaca-0", "alpaca-1"]);
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "bandicoot.example.com", "/", "bandicoot-0").await);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", d.port)).await.unwrap();
+    let (mut ws, res) =
+        tokio_tungstenite::client_async("ws://bandicoot.example.com/chat", tcp).await.expect("handshake");
+    assert_eq!(res.status(), 101);
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(reply.to_text().unwrap(), format!("bandicoot-0: hello {i}"));
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_ingress_is_skipped_once_and_the_rest_keep_working() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.service("default", "named", "http", 80, json!("http"));
+    c.ingress(
+        "default",
+        "broken",
+        json!({"rules": [{"host": "broken.example.com", "http": {"paths": [
+            {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "named", "port": {"name": "web"}}}}]}}]}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    let needle = "Ingress default/broken skipped: spec.rules[0].http.paths[0].backend.service.port.name";
+    assert!(d.wait_log(needle, SETTLE).await, "{}", d.log());
+    // Unrelated changes do not repeat the warning.
+    c.ingress(
+        "default",
+        "other",
+        json!({"rules": [{"host": "other.example.com", "http": {"paths": [
+            {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(routed(&d, "other.example.com", "/", "bandicoot-0").await);
+    assert_eq!(d.log().matches(needle).count(), 1, "{}", d.log());
+    // The broken host is not served: it falls to the default backend.
+    assert_eq!(get(d.port, "broken.example.com", "/").await.pod().as_deref(), Some("be-default-0"));
+
+    let out = Command::new(BIN).args(["routes", "--kubeconfig"]).arg(&c.kubeconfig).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Skipped Ingresses:"), "{stdout}");
+    assert!(stdout.contains("default/broken: spec.rules[0].http.paths[0].backend.service.port.name: Service \"named\" has no port named \"web\""), "{stdout}");
+}
+
+#[tokio::test]
+async fn routes_prints_the_table() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let out = Command::new(BIN).args(["routes", "--kubeconfig"]).arg(&c.kubeconfig).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["HOST", "PATH", "TYPE", "BACKEND", "READY", "INGRESS"]);
+    assert!(
+        rows.contains(&vec!["alpaca.example.com", "/", "Prefix", "alpaca:8080", "2/2", "default/host-ingress"]),
+        "{stdout}"
+    );
+    assert!(
+        rows.contains(&vec!["bandicoot.example.com", "/a/", "Prefix", "alpaca:8080", "2/2", "default/path-ingress"]),
+        "{stdout}"
+    );
+    assert!(
+        rows.contains(&vec!["bandicoot.example.com", "/", "Prefix", "bandicoot:8080", "1/1", "default/path-ingress"]),
+        "{stdout}"
+    );
+    assert!(rows.contains(&vec!["*", "*", "default", "be-default:8080", "1/1", "default/host-ingress"]), "{stdout}");
+    // The longer path is listed (and matched) first.
+    let a = stdout.find("/a/").unwrap();
+    let root = stdout.find("bandicoot.example.com  /  ").unwrap();
+    assert!(a < root, "{stdout}");
+}
+
+#[tokio::test]
+async fn error_pages_say_what_happened() {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.service("default", "idle", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    c.endpoints("default", "idle", "", 8080, &[("idle-0", false)]);
+    // A pod whose port nothing listens on: the kubelet reports it on the error channel.
+    c.api.apply(
+        crate::support::apiserver::resources::PODS,
+        json!({"metadata": {"name": "refuse-0", "namespace": "default"}, "spec": {"containers": []}}),
+    );
+    c.service("default", "refuse", "", 8080, json!(8080));
+    c.endpoints("default", "refuse", "", 8080, &[("refuse-0", true)]);
+    let path = |p: &str, svc: &str| json!({"pathType": "Prefix", "path": p, "backend": {"service": {"name": svc, "port": {"number": 8080}}}});
+    c.ingress(
+        "default",
+        "pages",
+        json!({"rules": [{"host": "pages.test", "http": {"paths": [
+            path("/web", "web"), path("/idle", "idle"), path("/refuse", "refuse"), path("/missing", "nosuch")]}}]}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "pages.test", "/web", "web-0").await, "{}", d.log());
+
+    let a = get(d.port, "nothing.test", "/").await;
+    assert_eq!(a.status, 404);
+    assert!(a.body.contains("Hosts served:") && a.body.contains("pages.test"), "{}", a.body);
+
+    let a = get(d.port, "pages.test", "/idle").await;
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("Service default/idle") && a.body.contains("no ready pods"), "{}", a.body);
+
+    let a = get(d.port, "pages.test", "/missing").await;
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("Service default/nosuch does not exist"), "{}", a.body);
+
+    let a = get(d.port, "pages.test", "/refuse").await;
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert!(a.body.contains("error forwarding port 8080 to pod refuse-0"), "{}", a.body);
+
+    // The pod is gone: its pooled stream closes, and a new port-forward gets
+    // 404 from the API server. A request racing the close may see the
+    // stream end instead; either way it is a 502 naming the pod.
+    c.api.delete(crate::support::apiserver::resources::PODS, "default", "web-0");
+    let last = std::sync::Mutex::new(String::new());
+    let said_not_found = eventually(SETTLE, || async {
+        let a = get(d.port, "pages.test", "/web").await;
+        assert_eq!(a.status, 502, "{}", a.body);
+        assert!(a.body.contains("web-0"), "{}", a.body);
+        *last.lock().unwrap() = a.body.clone();
+        a.body.contains("not found")
+    })
+    .await;
+    assert!(said_not_found, "{}", last.lock().unwrap());
+    let mut d = d;
+    assert!(d.running());
+}
+
+#[tokio::test]
+async fn unreachable_api_server_gives_a_plain_message_and_keeps_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: gone\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: gone\n  context: {{cluster: gone, user: u}}\nusers:\n- name: u\n  user: {{token: t}}\n"
+        ),
+    )
+    .unwrap();
+    let mut d = Devingress::up(&kubeconfig, &[]).await;
+    assert!(d.wait_log("Connection refused", SETTLE).await, "{}", d.log());
+    assert!(d.log().contains(&format!("https://127.0.0.1:{port}")), "{}", d.log());
+    assert!(d.log().contains("retrying with backoff"), "{}", d.log());
+    let a = get(d.port, "alpaca.example.com", "/").await;
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("has not loaded the routes"), "{}", a.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(d.running());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+
+    let out =
+        Command::new(BIN).args(["routes", "--wait", "2s", "--kubeconfig"]).arg(&kubeconfig).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("devingress: could not list the cluster's objects within 2s"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn missing_kubeconfig_and_unknown_context_are_plain_errors() {
+    let out = Command::new(BIN).args(["routes", "--kubeconfig", "/nonexistent/kubeconfig"]).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read the kubeconfig"), "{stderr}");
+
+    let c = TestCluster::start().await;
+    let out = Command::new(BIN)
+        .args(["routes", "--context", "nope", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("context \"nope\" is not in the kubeconfig (it has: fake)"), "{stderr}");
+}
+
+#[tokio::test]
+async fn explicit_port_in_use_ends_the_run_naming_the_cause() {
+    let c = TestCluster::start().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out =
+        Command::new(BIN).args(["up", "--http-port", &port, "--kubeconfig"]).arg(&c.kubeconfig).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port} is already in use by another program")), "{stderr}");
+    assert!(stderr.contains("--http-port"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let mut d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    let port = d.port;
+    let slow = tokio::spawn(async move { get(port, "alpaca.example.com", "/slow").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.terminate(Duration::from_secs(15));
+        (s, d.log())
+    })
+    .await
+    .unwrap();
+    let a = slow.await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(status.0.expect("exited").success(), "{}", status.1);
+    assert!(status.1.contains("shutting down"), "{}", status.1);
+}

@@ -1,0 +1,213 @@
+//! A fake Kubernetes API server for tests. It speaks the real wire protocol
+//! over TLS with bearer-token auth, so an ordinary kubeconfig and a normal
+//! kube `Client` reach it, and answers as the recordings in
+//! `tests/apiserver-transcripts/` show a real kube-apiserver answering.
+
+mod handlers;
+mod portforward;
+pub mod resources;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
+
+pub use resources::ResourceType;
+use store::Store;
+
+/// State shared by every connection.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    /// Where port-forwards to `(namespace, pod, port)` connect.
+    pub backends: Mutex<HashMap<(String, String, u16), SocketAddr>>,
+    /// Resources (plural) that answer 403 Forbidden.
+    pub forbidden: Mutex<HashSet<&'static str>>,
+    /// `METHOD /path?query` of every request, in order.
+    pub requests: Mutex<Vec<String>>,
+    /// Port-forward sessions opened so far.
+    pub portforwards: AtomicUsize,
+    token: String,
+    audit: AtomicU64,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Shared {
+    fn audit_id(&self) -> String {
+        let n = self.audit.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), n)
+    }
+
+    fn track(&self, h: AbortHandle) {
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+}
+
+/// A running fake API server.
+pub struct FakeApiServer {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    ca_pem: String,
+    acceptor: TlsAcceptor,
+}
+
+impl FakeApiServer {
+    /// Starts a server on an ephemeral loopback port.
+    pub async fn start() -> Self {
+        devingress::install_crypto_provider();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "fake-kube-apiserver");
+        let cert = params.self_signed(&key).expect("cert");
+        let ca_pem = cert.pem();
+        let certs = vec![cert.der().clone()];
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("tls versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key_der)
+                .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            backends: Mutex::new(HashMap::new()),
+            forbidden: Mutex::new(HashSet::new()),
+            requests: Mutex::new(Vec::new()),
+            portforwards: AtomicUsize::new(0),
+            token: "devingress-test-token".into(),
+            audit: AtomicU64::new(1),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = FakeApiServer { addr, shared, ca_pem, acceptor };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let shared = self.shared.clone();
+        let acceptor = self.acceptor.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let _ = tcp.set_nodelay(true);
+                let conn_shared = shared.clone();
+                let acceptor = acceptor.clone();
+                let conn = tokio::spawn(async move {
+                    let shared = conn_shared;
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let svc = {
+                        let shared = shared.clone();
+                        service_fn(move |req| {
+                            let shared = shared.clone();
+                            async move { Ok::<_, std::convert::Infallible>(handlers::handle(shared, req).await) }
+                        })
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .with_upgrades()
+                        .await;
+                });
+                shared.track(conn.abort_handle());
+            }
+        });
+        self.shared.track(task.abort_handle());
+    }
+
+    /// Takes the server off the network: the listener closes and every open
+    /// connection (watches, port-forwards) is cut, as when a cluster stops.
+    pub fn stop(&self) {
+        for t in self.shared.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Brings a stopped server back on the same port. Like a restarted
+    /// kube-apiserver, its watch cache starts at the current
+    /// resourceVersion, so resuming from an older one gets 410 Expired.
+    pub async fn restart(&self) {
+        self.shared.store.lock().unwrap().compact();
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// The API server URL.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig for this server (context `fake`) and returns its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n    token: {}\n",
+            self.url(),
+            self.shared.token
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, yaml).expect("write kubeconfig");
+        path
+    }
+
+    /// Creates or updates an object, as `kubectl apply` would.
+    pub fn apply(&self, resource: ResourceType, obj: Value) -> Value {
+        self.shared.store.lock().unwrap().upsert(resource, obj)
+    }
+
+    /// Deletes an object.
+    pub fn delete(&self, resource: ResourceType, namespace: &str, name: &str) -> Option<Value> {
+        self.shared.store.lock().unwrap().delete(resource, namespace, name)
+    }
+
+    /// Reads an object back.
+    pub fn get(&self, resource: ResourceType, namespace: &str, name: &str) -> Option<Value> {
+        self.shared.store.lock().unwrap().objects.get(&Store::key(&resource, namespace, name)).cloned()
+    }
+
+    /// Points port-forwards to `namespace/pod:port` at a local address.
+    pub fn set_backend(&self, namespace: &str, pod: &str, port: u16, addr: SocketAddr) {
+        self.shared.backends.lock().unwrap().insert((namespace.into(), pod.into(), port), addr);
+    }
+
+    /// Makes every request for `plural` answer 403 Forbidden.
+    pub fn forbid(&self, plural: &'static str) {
+        self.shared.forbidden.lock().unwrap().insert(plural);
+    }
+
+    /// Number of port-forward sessions opened so far.
+    pub fn portforward_count(&self) -> usize {
+        self.shared.portforwards.load(Ordering::SeqCst)
+    }
+
+    /// The requests received so far, as `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,177 @@
+//! Pod port-forward over WebSocket, `v4.channel.k8s.io`, as the kubelet
+//! answers it behind the API server: port-prefix frames on the data and
+//! error channels, data as `[channel, bytes…]`, errors as text on the odd
+//! channel, and a close frame with code 1000 when the pod side ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+
+use super::Shared;
+use super::handlers::{Body, status_error};
+use super::resources::{ApiPath, PODS};
+use super::store::{Event, Store};
+use tokio::sync::broadcast;
+
+pub fn handle(
+    shared: Arc<Shared>,
+    ap: ApiPath,
+    q: BTreeMap<String, String>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let ns = ap.namespace.clone().unwrap_or_default();
+    let pod = ap.name.clone().unwrap_or_default();
+    let key = Store::key(&ap.resource, &ns, &pod);
+    let uid = {
+        let store = shared.store.lock().unwrap();
+        match store.objects.get(&key) {
+            Some(o) => o.pointer("/metadata/uid").and_then(|u| u.as_str()).unwrap_or("").to_string(),
+            None => {
+                drop(store);
+                return status_error(
+                    &shared,
+                    404,
+                    "NotFound",
+                    &format!("pods \"{pod}\" not found"),
+                    Some(json!({"name": pod, "kind": "pods"})),
+                );
+            }
+        }
+    };
+    let Some(port) = q.get("ports").and_then(|p| p.split(',').next()).and_then(|p| p.parse::<u16>().ok()) else {
+        return status_error(&shared, 400, "BadRequest", "query parameter \"ports\" is required", None);
+    };
+    let offers_v4 = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "v4.channel.k8s.io");
+    let key_header = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let (Some(ws_key), true) = (key_header, offers_v4) else {
+        return status_error(&shared, 400, "BadRequest", "Upgrade request required", None);
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    shared.portforwards.fetch_add(1, Ordering::SeqCst);
+    let backend = shared.backends.lock().unwrap().get(&(ns.clone(), pod.clone(), port)).copied();
+    // When the Pod is deleted its container stops, and the kubelet ends the stream.
+    let events = shared.store.lock().unwrap().feed.subscribe();
+    let task = tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let gone = pod_deleted(events, ns, pod.clone());
+        serve_stream(ws, backend, &pod, &uid, port, gone).await;
+    });
+    shared.track(task.abort_handle());
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_str(&derive_accept_key(ws_key.as_bytes())).expect("ascii"),
+        )
+        .header(header::SEC_WEBSOCKET_PROTOCOL, "v4.channel.k8s.io")
+        .body(Empty::new().map_err(|n| match n {}).boxed())
+        .expect("response")
+}
+
+/// Resolves when the Pod `namespace/name` is deleted.
+async fn pod_deleted(mut events: broadcast::Receiver<Event>, namespace: String, name: String) {
+    loop {
+        match events.recv().await {
+            Ok(ev)
+                if ev.resource == PODS
+                    && ev.kind == "DELETED"
+                    && ev.namespace == namespace
+                    && ev.object.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name.as_str()) =>
+            {
+                return;
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+async fn serve_stream<S>(
+    mut ws: WebSocketStream<S>,
+    backend: Option<std::net::SocketAddr>,
+    pod: &str,
+    uid: &str,
+    port: u16,
+    gone: impl std::future::Future<Output = ()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::pin!(gone);
+    let [lo, hi] = port.to_le_bytes();
+    if ws.send(Message::binary(vec![0, lo, hi])).await.is_err()
+        || ws.send(Message::binary(vec![1, lo, hi])).await.is_err()
+    {
+        return;
+    }
+    let close = Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
+    let target = backend.map(|a| a.to_string()).unwrap_or_else(|| format!("127.0.0.1:{port}"));
+    let tcp = match backend {
+        Some(addr) => TcpStream::connect(addr).await,
+        None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+    };
+    let tcp = match tcp {
+        Ok(t) => t,
+        Err(e) => {
+            let mut text = vec![1u8];
+            text.extend_from_slice(
+                format!("error forwarding port {port} to pod {pod}, uid {uid}: failed to connect to {target}: {e}")
+                    .as_bytes(),
+            );
+            let _ = ws.send(Message::binary(text)).await;
+            let _ = ws.send(close).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut rd, mut wr) = tcp.into_split();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        tokio::select! {
+            () = &mut gone => break,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(data))) if data.len() > 1 && data[0] == 0 => {
+                    if wr.write_all(&data[1..]).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            n = rd.read(&mut buf[1..]) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf[0] = 0;
+                    if ws.send(Message::binary(buf[..=n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+    let _ = ws.send(close).await;
+}

@@ -1,0 +1,91 @@
+//! The resource types the fake API server knows, and how their paths look.
+
+/// One API resource type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResourceType {
+    /// Plural name in URLs, e.g. `ingresses`.
+    pub plural: &'static str,
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// API version.
+    pub version: &'static str,
+    /// `kind` of one object.
+    pub kind: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+}
+
+impl ResourceType {
+    /// `apiVersion` of objects of this type.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `plural.group`, as in messages (`ingresses.networking.k8s.io`).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    /// `Kind.group`, as in 422 messages.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() { self.kind.to_string() } else { format!("{}.{}", self.kind, self.group) }
+    }
+}
+
+pub const INGRESSES: ResourceType =
+    ResourceType { plural: "ingresses", group: "networking.k8s.io", version: "v1", kind: "Ingress", namespaced: true };
+pub const INGRESS_CLASSES: ResourceType = ResourceType {
+    plural: "ingressclasses",
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "IngressClass",
+    namespaced: false,
+};
+pub const SERVICES: ResourceType =
+    ResourceType { plural: "services", group: "", version: "v1", kind: "Service", namespaced: true };
+pub const ENDPOINT_SLICES: ResourceType = ResourceType {
+    plural: "endpointslices",
+    group: "discovery.k8s.io",
+    version: "v1",
+    kind: "EndpointSlice",
+    namespaced: true,
+};
+pub const SECRETS: ResourceType =
+    ResourceType { plural: "secrets", group: "", version: "v1", kind: "Secret", namespaced: true };
+pub const PODS: ResourceType = ResourceType { plural: "pods", group: "", version: "v1", kind: "Pod", namespaced: true };
+
+pub const ALL: [ResourceType; 6] = [INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, SECRETS, PODS];
+
+/// A request path, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiPath {
+    pub resource: ResourceType,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Parses `/api/v1/...` and `/apis/{group}/{version}/...` paths.
+pub fn parse_path(path: &str) -> Option<ApiPath> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    let resource = *ALL.iter().find(|r| r.plural == plural && r.group == group && r.version == version)?;
+    if !resource.namespaced && namespace.is_some() {
+        return None;
+    }
+    Some(ApiPath { resource, namespace, name, subresource: sub })
+}

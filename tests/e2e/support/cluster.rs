@@ -1,0 +1,120 @@
+//! A test cluster: the fake API server plus pod servers, with helpers that
+//! create objects the way a cluster's controllers would.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use super::apiserver::FakeApiServer;
+use super::apiserver::resources::{ENDPOINT_SLICES, INGRESSES, PODS, SERVICES};
+use super::pods::PodServer;
+
+pub struct TestCluster {
+    pub api: FakeApiServer,
+    pub dir: TempDir,
+    pub kubeconfig: PathBuf,
+    pub pods: Vec<PodServer>,
+}
+
+impl TestCluster {
+    pub async fn start() -> Self {
+        let api = FakeApiServer::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = api.write_kubeconfig(dir.path());
+        TestCluster { api, dir, kubeconfig, pods: Vec::new() }
+    }
+
+    /// A Service `name` in `ns` with one port `(port name, port, targetPort)`.
+    pub fn service(&self, ns: &str, name: &str, port_name: &str, port: u16, target: Value) {
+        let mut p = json!({"port": port, "targetPort": target, "protocol": "TCP"});
+        if !port_name.is_empty() {
+            p["name"] = json!(port_name);
+        }
+        self.api.apply(
+            SERVICES,
+            json!({"metadata": {"name": name, "namespace": ns},
+                   "spec": {"selector": {"app": name}, "ports": [p]}}),
+        );
+    }
+
+    /// Starts `n` pods for Service `svc` listening on `container_port`, and
+    /// publishes them, ready, in the Service's EndpointSlice.
+    pub async fn pods(&mut self, ns: &str, svc: &str, port_name: &str, container_port: u16, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for i in 0..n {
+            let name = format!("{svc}-{i}");
+            self.pod(ns, svc, &name, container_port).await;
+            names.push(name);
+        }
+        let ready: Vec<(&str, bool)> = names.iter().map(|n| (n.as_str(), true)).collect();
+        self.endpoints(ns, svc, port_name, container_port, &ready);
+        names
+    }
+
+    /// Starts one pod server and creates its Pod object.
+    pub async fn pod(&mut self, ns: &str, svc: &str, name: &str, container_port: u16) {
+        let server = PodServer::start(name).await;
+        self.api.set_backend(ns, name, container_port, server.addr);
+        self.api.apply(
+            PODS,
+            json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": svc}},
+                   "spec": {"containers": [{"name": "app", "image": "fake",
+                            "ports": [{"name": "http", "containerPort": container_port}]}]}}),
+        );
+        self.pods.push(server);
+    }
+
+    /// Writes the Service's EndpointSlice with `(pod, ready)` endpoints.
+    pub fn endpoints(&self, ns: &str, svc: &str, port_name: &str, container_port: u16, eps: &[(&str, bool)]) {
+        let endpoints: Vec<Value> = eps
+            .iter()
+            .enumerate()
+            .map(|(i, (pod, ready))| {
+                json!({"addresses": [format!("10.244.0.{}", i + 2)],
+                       "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                       "targetRef": {"kind": "Pod", "namespace": ns, "name": pod},
+                       "nodeName": "fake-node"})
+            })
+            .collect();
+        let mut port = json!({"port": container_port, "protocol": "TCP"});
+        port["name"] = json!(port_name);
+        self.api.apply(
+            ENDPOINT_SLICES,
+            json!({"metadata": {"name": format!("{svc}-abcde"), "namespace": ns,
+                                "labels": {"kubernetes.io/service-name": svc,
+                                           "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+                   "addressType": "IPv4", "endpoints": endpoints, "ports": [port]}),
+        );
+    }
+
+    /// Creates or updates an Ingress from its spec.
+    pub fn ingress(&self, ns: &str, name: &str, spec: Value) {
+        self.api.apply(INGRESSES, json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}));
+    }
+
+    /// The examples: alpaca, bandicoot and be-default Services, one
+    /// pod each (two for alpaca), and the two Ingresses.
+    pub async fn examples(&mut self) {
+        for svc in ["alpaca", "bandicoot", "be-default"] {
+            self.service("default", svc, "", 8080, json!(8080));
+        }
+        self.pods("default", "alpaca", "", 8080, 2).await;
+        self.pods("default", "bandicoot", "", 8080, 1).await;
+        self.pods("default", "be-default", "", 8080, 1).await;
+        self.ingress(
+            "default",
+            "host-ingress",
+            json!({"defaultBackend": {"service": {"name": "be-default", "port": {"number": 8080}}},
+                   "rules": [{"host": "alpaca.example.com", "http": {"paths": [
+                       {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "alpaca", "port": {"number": 8080}}}}]}}]}),
+        );
+        self.ingress(
+            "default",
+            "path-ingress",
+            json!({"rules": [{"host": "bandicoot.example.com", "http": {"paths": [
+                {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}},
+                {"pathType": "Prefix", "path": "/a/", "backend": {"service": {"name": "alpaca", "port": {"number": 8080}}}}]}}]}),
+        );
+    }
+}

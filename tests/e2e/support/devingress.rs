@@ -1,0 +1,159 @@
+//! Running the real `devingress` binary and talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_devingress");
+
+/// A running `devingress up`, killed when dropped.
+pub struct Devingress {
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Devingress {
+    /// Starts `devingress up` on an ephemeral port and waits until it serves.
+    pub async fn up(kubeconfig: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["up", "--http-port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "devingress=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn devingress");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving HTTP on http://").nth(1) {
+                    let port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    let _ = tx.send(port);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(Some(p))) => p,
+            other => {
+                let _ = child.kill();
+                panic!("devingress did not start serving ({other:?}); log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        Devingress { child, port, log }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_log(&self, needle: &str, deadline: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Devingress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP client for talking to devingress.
+pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The pod that answered (pod servers answer JSON with `pod`).
+    pub fn pod(&self) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&self.body).ok()?["pod"].as_str().map(str::to_string)
+    }
+
+    /// A header the pod received.
+    pub fn pod_header(&self, name: &str) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&self.body).ok()?["headers"][name].as_str().map(str::to_string)
+    }
+}
+
+/// GET `path` with `Host: host` from devingress on `port`.
+pub async fn get(port: u16, host: &str, path: &str) -> Answer {
+    let req = http::Request::get(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(20), http_client().request(req))
+        .await
+        .expect("answer within 20s")
+        .expect("request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// Repeats `f` until it returns true or the deadline passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

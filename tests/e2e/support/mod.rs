@@ -1,0 +1,7 @@
+//! Test support: a fake API server, pod servers, and the devingress binary.
+#![allow(dead_code)]
+
+pub mod apiserver;
+pub mod cluster;
+pub mod devingress;
+pub mod pods;
