@@ -5,3 +5,4 @@ pub mod apiserver;
 pub mod cluster;
 pub mod devingress;
 pub mod pods;
+pub mod transcript;

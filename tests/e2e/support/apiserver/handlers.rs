@@ -32,20 +32,30 @@ pub fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The headers every API response carries.
-pub fn api_headers(res: &mut http::response::Builder, audit_id: &str) {
+/// The headers every API response carries. Requests that API priority and
+/// fairness classifies carry its flow schema headers; a port-forward's
+/// failure answers without them, as recorded.
+pub fn api_headers(res: &mut http::response::Builder, audit_id: &str, priority_headers: bool) {
     let h = res.headers_mut().expect("builder");
     h.insert("audit-id", HeaderValue::from_str(audit_id).expect("ascii"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert("x-kubernetes-pf-flowschema-uid", HeaderValue::from_static("0b2c832f-ea70-4f1a-9e10-7cabc194c5fb"));
-    h.insert("x-kubernetes-pf-prioritylevel-uid", HeaderValue::from_static("d1c6142f-dab4-43ac-a3b3-ac380e34b312"));
+    if priority_headers {
+        h.insert("x-kubernetes-pf-flowschema-uid", HeaderValue::from_static("0b2c832f-ea70-4f1a-9e10-7cabc194c5fb"));
+        h.insert("x-kubernetes-pf-prioritylevel-uid", HeaderValue::from_static("d1c6142f-dab4-43ac-a3b3-ac380e34b312"));
+    }
+    h.insert(header::DATE, HeaderValue::from_str(&super::store::now_http_date()).expect("ascii"));
 }
 
 /// A plain JSON answer: compact, followed by one newline.
 pub fn json_response(shared: &Shared, status: StatusCode, body: &Value) -> Response<Body> {
+    json_answer(shared, status, body, true)
+}
+
+/// A plain JSON answer, with or without the priority-and-fairness headers.
+pub fn json_answer(shared: &Shared, status: StatusCode, body: &Value, priority_headers: bool) -> Response<Body> {
     let mut b = Response::builder().status(status);
-    api_headers(&mut b, &shared.audit_id());
+    api_headers(&mut b, &shared.audit_id(), priority_headers);
     let mut text = serde_json::to_vec(body).expect("json");
     text.push(b'\n');
     b.body(Full::new(Bytes::from(text)).boxed()).expect("response")
@@ -170,7 +180,13 @@ fn forbidden(shared: &Shared, ap: &ApiPath, verb: &str) -> Option<Response<Body>
         "{subject} is forbidden: User \"devingress-restricted\" cannot {verb} resource \"{what}\" in API group \"{}\" {scope}",
         ap.resource.group
     );
-    Some(status_error(shared, 403, "Forbidden", &msg, Some(details(&ap.resource, ap.name.as_deref()))))
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg,
+                      "reason": "Forbidden", "details": details(&ap.resource, ap.name.as_deref()), "code": 403});
+    // Port-forwards are answered without the priority-and-fairness headers.
+    let classified = ap.subresource.as_deref() != Some("portforward");
+    let mut res = json_answer(shared, StatusCode::FORBIDDEN, &body, classified);
+    res.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Some(res)
 }
 
 fn matches_scope(ap: &ApiPath, key_ns: &str) -> bool {
@@ -183,18 +199,18 @@ fn list(shared: &Shared, ap: &ApiPath, q: &BTreeMap<String, String>) -> Response
     let (rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
         None => (store.rv, String::new()),
         Some(token) => {
-            let decoded = engine
-                .decode(token)
-                .map_err(|e| {
-                    format!(
-                        "illegal base64 data at input byte {}",
-                        match e {
-                            base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => i,
-                            _ => 0,
-                        }
-                    )
-                })
-                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+            // Go's base64 names the offset of the first symbol it cannot use;
+            // a lone symbol in the last quad is unusable.
+            let bad_at = token.bytes().position(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).or((token
+                .len()
+                % 4
+                == 1)
+                .then(|| token.len() - 1));
+            let decoded = match bad_at {
+                Some(i) => Err(format!("illegal base64 data at input byte {i}")),
+                None => engine.decode(token).map_err(|e| e.to_string()),
+            }
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
             match decoded {
                 Ok(v) => (
                     v["rv"].as_u64().unwrap_or(store.rv),
@@ -304,7 +320,7 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
         rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     }));
     let mut b = Response::builder().status(StatusCode::OK);
-    api_headers(&mut b, &shared.audit_id());
+    api_headers(&mut b, &shared.audit_id(), true);
     b.body(BodyExt::boxed(body)).expect("response")
 }
 

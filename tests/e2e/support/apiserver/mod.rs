@@ -59,6 +59,7 @@ pub struct FakeApiServer {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
     ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
     acceptor: TlsAcceptor,
 }
 
@@ -95,7 +96,7 @@ impl FakeApiServer {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = FakeApiServer { addr, shared, ca_pem, acceptor };
+        let server = FakeApiServer { addr, shared, ca_pem, ca_der: cert.der().clone(), acceptor };
         server.serve(listener);
         server
     }
@@ -119,7 +120,9 @@ impl FakeApiServer {
                             async move { Ok::<_, std::convert::Infallible>(handlers::handle(shared, req).await) }
                         })
                     };
+                    // Date is set per response: the 101 of a port-forward has none.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .auto_date_header(false)
                         .serve_connection(TokioIo::new(tls), svc)
                         .with_upgrades()
                         .await;
@@ -150,6 +153,46 @@ impl FakeApiServer {
             }
         };
         self.serve(listener);
+    }
+
+    /// Opens a TLS connection to the server, as a kube client would.
+    pub async fn tls_connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("ca");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        connector.connect(rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name"), tcp).await.expect("tls")
+    }
+
+    /// Sends one request with exactly these headers (plus auth and host)
+    /// and returns the response with its body still streaming.
+    pub async fn raw(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> http::Response<hyper::body::Incoming> {
+        let io = TokioIo::new(self.tls_connect().await);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut req = http::Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            if k != "host" && k != "content-length" {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        req =
+            req.header("host", self.addr.to_string()).header("authorization", format!("Bearer {}", self.shared.token));
+        let body = http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()));
+        send.send_request(req.body(body).expect("request")).await.expect("response")
     }
 
     /// The API server URL.

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 use super::Shared;
-use super::handlers::{Body, status_error};
+use super::handlers::{Body, json_answer, status_error};
 use super::resources::{ApiPath, PODS};
 use super::store::{Event, Store};
 use tokio::sync::broadcast;
@@ -41,13 +41,10 @@ pub fn handle(
             Some(o) => o.pointer("/metadata/uid").and_then(|u| u.as_str()).unwrap_or("").to_string(),
             None => {
                 drop(store);
-                return status_error(
-                    &shared,
-                    404,
-                    "NotFound",
-                    &format!("pods \"{pod}\" not found"),
-                    Some(json!({"name": pod, "kind": "pods"})),
-                );
+                let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("pods \"{pod}\" not found"), "reason": "NotFound",
+                    "details": {"name": pod, "kind": "pods"}, "code": 404});
+                return json_answer(&shared, StatusCode::NOT_FOUND, &body, false);
             }
         }
     };
