@@ -340,3 +340,62 @@ async fn sigterm_lets_requests_in_flight_finish() {
     assert!(status.0.expect("exited").success(), "{}", status.1);
     assert!(status.1.contains("shutting down"), "{}", status.1);
 }
+
+/// As an unprivileged user the default port 80 is refused; devingress falls
+/// back to 8080 and names the fix. Runs where the test can drop privileges
+/// (root with `setpriv`, and ports below 1024 privileged).
+#[tokio::test]
+async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() {
+    let privileged_ports = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|start| start > 80);
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let has_setpriv = std::path::Path::new("/usr/bin/setpriv").exists();
+    if !(privileged_ports && is_root && has_setpriv) {
+        eprintln!("skipped: needs root, setpriv and privileged ports below 1024 to drop privileges");
+        return;
+    }
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
+        eprintln!("skipped: port 8080 is in use on this machine");
+        return;
+    }
+    let c = TestCluster::start().await;
+    // The unprivileged user must be able to read the kubeconfig.
+    let dir = tempfile::Builder::new().prefix("devingress-nobody").tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::copy(&c.kubeconfig, &kubeconfig).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", BIN, "up", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stderr);
+    let mut log = String::new();
+    let served = tokio::time::timeout(SETTLE, async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+            log.push_str(&line);
+            if line.contains("serving HTTP on") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(matches!(served, Ok(true)), "{log}");
+    assert!(log.contains("binding 127.0.0.1:80 needs privileges"), "{log}");
+    assert!(log.contains("setcap cap_net_bind_service=+ep"), "{log}");
+    assert!(log.contains("Using port 8080 instead"), "{log}");
+    assert!(log.contains("serving HTTP on http://127.0.0.1:8080"), "{log}");
+}
