@@ -174,6 +174,7 @@ async fn routes_prints_the_table() {
     let out = Command::new(BIN).args(["routes", "--kubeconfig"]).arg(&c.kubeconfig).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("devingress routes:\n{stdout}");
     let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0], ["HOST", "PATH", "TYPE", "BACKEND", "READY", "INGRESS"]);
     assert!(
@@ -398,4 +399,76 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
     assert!(log.contains("setcap cap_net_bind_service=+ep"), "{log}");
     assert!(log.contains("Using port 8080 instead"), "{log}");
     assert!(log.contains("serving HTTP on http://127.0.0.1:8080"), "{log}");
+}
+
+#[tokio::test]
+async fn api_server_outage_keeps_the_last_table_and_watches_resume() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    c.api.stop();
+    assert!(d.wait_log("serving the last known routes and retrying with backoff", SETTLE).await, "{}", d.log());
+    // The table is still there: an unknown host still routes to the default
+    // backend, and only the port-forward to its pod fails while the API
+    // server is away.
+    let a = get(d.port, "unknown.test.invalid", "/").await;
+    assert_eq!(a.status, 502, "the default backend is still routed; only its port-forward fails: {}", a.body);
+    assert!(a.body.contains("be-default-0"), "{}", a.body);
+    // Changes made while it was down arrive once it is back.
+    c.ingress(
+        "default",
+        "late",
+        json!({"rules": [{"host": "late.example.com", "http": {"paths": [
+            {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    c.api.restart().await;
+    assert!(routed(&d, "late.example.com", "/", "bandicoot-0").await, "{}", d.log());
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    assert!(d.log().contains("the API server answers again; watches resumed"), "{}", d.log());
+}
+
+#[tokio::test]
+async fn request_bodies_stream_to_the_pod() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "bandicoot.example.com", "/", "bandicoot-0").await);
+    let body = vec![b'x'; 3 * 1024 * 1024 + 17];
+    let req = http::Request::post(format!("http://127.0.0.1:{}/upload", d.port))
+        .header("host", "bandicoot.example.com")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let res = crate::support::devingress::http_client().request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["body_len"], 3 * 1024 * 1024 + 17);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_get_400_and_431_and_serving_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
+    let raw = |bytes: Vec<u8>| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", d.port)).await.unwrap();
+        let _ = s.write_all(&bytes).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let garbage = raw(b"\x16\x03\x01 this is not http\r\n\r\n".to_vec()).await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
+    let bad_header = raw(b"GET / HTTP/1.1\r\nHost: alpaca.example.com\r\nBad Header\r\n\r\n".to_vec()).await;
+    assert!(bad_header.starts_with("HTTP/1.1 400"), "{bad_header:?}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: alpaca.example.com\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 512 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let too_big = raw(huge).await;
+    assert!(too_big.starts_with("HTTP/1.1 431"), "{too_big:?}");
+    assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await, "still serving");
 }
