@@ -75,6 +75,44 @@ pub struct UpArgs {
     /// How long Ctrl-C waits for requests in flight to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,
+    /// Connection pool limits.
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// Limits of the pool of port-forward connections to pods.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection pool")]
+pub struct PoolArgs {
+    /// Open a new port-forward for every request instead of pooling
+    /// (slow; for comparison and troubleshooting).
+    #[arg(long)]
+    pub no_pool: bool,
+    /// Idle connections kept per pod port.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub pool_max_idle: usize,
+    /// Idle connections beyond the warm ones are closed after this long.
+    #[arg(long, default_value = "90s", value_parser = parse_duration, value_name = "DURATION")]
+    pub pool_idle_timeout: Duration,
+    /// Connections kept open ahead of need per ready pod port.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub warm_connections: usize,
+    /// Port-forward upgrades under way at once, at most.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_upgrades: u16,
+}
+
+impl PoolArgs {
+    /// The pool settings these flags give.
+    pub fn settings(&self) -> crate::upstream::PoolSettings {
+        crate::upstream::PoolSettings {
+            enabled: !self.no_pool,
+            max_idle_per_endpoint: self.pool_max_idle,
+            idle_timeout: self.pool_idle_timeout,
+            warm_per_endpoint: self.warm_connections,
+            max_concurrent_upgrades: usize::from(self.max_concurrent_upgrades),
+        }
+    }
 }
 
 /// Parses `10s`, `500ms`, `2m` or a number of seconds.

@@ -12,8 +12,8 @@ use crate::cluster::ClusterWatch;
 use crate::listen::{self, PortChoice};
 use crate::progress::Progress;
 use crate::proxy::{self, Proxy};
-use crate::routes::{self, RouteTable};
-use crate::upstream::Upstream;
+use crate::routes::{self, RouteTable, Target};
+use crate::upstream::{Key, Upstream};
 
 /// Bursts of watch events (the first list delivers one per object) are
 /// folded into one rebuild this long after the first of them.
@@ -49,11 +49,36 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
         }
     });
 
+    let upstream = Upstream::new(client, args.pool.settings());
+    tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
+
     let addr = listener.local_addr()?;
     tracing::info!("serving HTTP on http://{addr}");
-    let proxy =
-        Arc::new(Proxy { table: table_rx, upstream: Upstream::new(client), health: Some(health), proto: "http" });
+    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(health), proto: "http" });
     proxy::serve(listener, proxy, shutdown, args.shutdown_timeout).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells the pool which pod ports the table routes to, after every change:
+/// connections to pods that left are closed, new ones are warmed.
+async fn follow_endpoints(mut table: watch::Receiver<Arc<RouteTable>>, upstream: Upstream) {
+    loop {
+        let keys: Vec<Key> = {
+            let t = table.borrow_and_update();
+            t.backends()
+                .iter()
+                .flat_map(|b| match &b.target {
+                    Target::Pods { ready, .. } => {
+                        ready.iter().map(|ep| Key { endpoint: ep.clone(), protocol: b.protocol }).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        upstream.pool().set_live(&keys);
+        if table.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Version, header};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::cluster::Health;
 use crate::routes::{RouteTable, normalize_request_host};
-use crate::upstream::{Upstream, endpoint_uri};
+use crate::upstream::{RequestHead, Upstream};
 
 /// The body of responses the proxy sends to clients.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -120,32 +120,35 @@ pub async fn handle(
     let Some(ep) = backend.pick().cloned() else {
         return pages::unavailable(&backend);
     };
-    let span = tracing::debug_span!("request", %host, %path, pod = %ep);
+    let span = tracing::debug_span!("request", %host, %path, backend = %backend.display_name());
     async move {
         let client_upgrade = upgrade_protocol(req.headers());
         let on_client_upgrade = client_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut up =
-            Request::builder().method(parts.method.clone()).uri(endpoint_uri(&ep, pq)).version(Version::HTTP_11);
-        let headers = up.headers_mut().expect("fresh builder");
-        *headers = parts.headers;
+        let mut headers = parts.headers;
         let info = ClientInfo {
             ip: peer.ip(),
             proto: proxy.proto,
             port: local_port,
             host: host_value.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()),
         };
-        strip_hop_by_hop(headers, client_upgrade.clone());
+        strip_hop_by_hop(&mut headers, client_upgrade.clone());
         if !headers.contains_key(header::HOST) {
             if let Some(h) = &info.host {
                 headers.insert(header::HOST, h.clone());
             }
         }
-        set_forwarded(headers, &info);
-        let up = up.body(body.boxed()).expect("valid request parts");
-        let mut res = match proxy.upstream.send(&ep, up).await {
-            Ok(res) => res,
+        set_forwarded(&mut headers, &info);
+        let head = RequestHead {
+            method: parts.method,
+            path_and_query: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
+            headers,
+        };
+        let mut res = match proxy.upstream.send(&backend, ep, &head, body.boxed()).await {
+            Ok(answer) => {
+                tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "answered");
+                answer.response
+            }
             Err(e) => {
                 tracing::warn!("{e}");
                 return pages::bad_gateway(&e);

@@ -24,6 +24,27 @@ impl fmt::Display for PortRef {
     }
 }
 
+/// What a backend speaks (rule 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext: a Service port with
+    /// `appProtocol: kubernetes.io/h2c`, or an Ingress annotated
+    /// `nginx.ingress.kubernetes.io/backend-protocol: GRPC`. gRPC needs it.
+    H2c,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Http1 => "http/1.1",
+            Protocol::H2c => "h2c",
+        })
+    }
+}
+
 /// One pod port that can take traffic, reached through pod port-forward.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PodEndpoint {
@@ -70,6 +91,8 @@ pub struct Backend {
     pub service: String,
     /// The Service port as the Ingress named it.
     pub port: PortRef,
+    /// What the pods speak on it.
+    pub protocol: Protocol,
     /// Where its requests go.
     pub target: Target,
     /// Round-robin cursor over `ready`.
@@ -78,8 +101,15 @@ pub struct Backend {
 
 impl Backend {
     /// Makes a backend with a fresh round-robin cursor.
-    pub fn new(namespace: &str, service: &str, port: PortRef, target: Target) -> Self {
-        Backend { namespace: namespace.into(), service: service.into(), port, target, next: AtomicUsize::new(0) }
+    pub fn new(namespace: &str, service: &str, port: PortRef, protocol: Protocol, target: Target) -> Self {
+        Backend {
+            namespace: namespace.into(),
+            service: service.into(),
+            port,
+            protocol,
+            target,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// Picks the next ready endpoint, round-robin. Round-robin rather than
@@ -93,6 +123,21 @@ impl Backend {
                 let i = self.next.fetch_add(1, Ordering::Relaxed);
                 Some(&ready[i % ready.len()])
             }
+            _ => None,
+        }
+    }
+
+    /// Picks a ready endpoint other than `not`, for a retry; `None` when
+    /// `not` is the only one.
+    pub fn pick_other(&self, not: &PodEndpoint) -> Option<PodEndpoint> {
+        match &self.target {
+            Target::Pods { ready, .. } if ready.iter().any(|e| e != not) => loop {
+                let i = self.next.fetch_add(1, Ordering::Relaxed);
+                let ep = &ready[i % ready.len()];
+                if ep != not {
+                    return Some(ep.clone());
+                }
+            },
             _ => None,
         }
     }

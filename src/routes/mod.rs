@@ -16,7 +16,7 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{Backend, PodEndpoint, PortRef, Target};
+pub use backend::{Backend, PodEndpoint, PortRef, Protocol, Target};
 pub use host::{HostError, HostPattern, normalize_request_host};
 pub use path::{PathError, PathKind, PathRule};
 pub use render::render;
@@ -30,6 +30,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use crate::cluster::Snapshot;
+
+/// The annotation that makes a backend speak gRPC (HTTP/2), as in ingress-nginx.
+pub const BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+/// The Service port `appProtocol` that means HTTP/2 over cleartext.
+pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
 
 /// `namespace/name` of an Ingress.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,6 +193,7 @@ struct BackendSpec {
     port: PortRef,
     /// The Service port's name, used to find the port in EndpointSlices.
     port_name: Option<String>,
+    protocol: Protocol,
     target: Option<Target>,
 }
 
@@ -237,9 +243,9 @@ pub fn build(snapshot: &Snapshot) -> RouteTable {
     table.ingress_count = contributions.len();
 
     // Share one Backend per Service port, so round-robin sees all its traffic.
-    let mut shared: HashMap<(String, String, PortRef), Arc<Backend>> = HashMap::new();
+    let mut shared: HashMap<(String, String, PortRef, Protocol), Arc<Backend>> = HashMap::new();
     let mut share = |ns: &str, spec: BackendSpec, ingress: &IngressKey, warnings: &mut Vec<String>| {
-        let key = (ns.to_string(), spec.service.clone(), spec.port.clone());
+        let key = (ns.to_string(), spec.service.clone(), spec.port.clone(), spec.protocol);
         if let Some(b) = shared.get(&key) {
             return b.clone();
         }
@@ -254,7 +260,7 @@ pub fn build(snapshot: &Snapshot) -> RouteTable {
         if let Target::Unsupported(why) = &target {
             warnings.push(format!("Ingress {ingress}: {why}"));
         }
-        let b = Arc::new(Backend::new(ns, &spec.service, spec.port, target));
+        let b = Arc::new(Backend::new(ns, &spec.service, spec.port, spec.protocol, target));
         shared.insert(key, b.clone());
         b
     };
@@ -334,6 +340,12 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
     let key = IngressKey::of(ing);
     let skip = |field: String, reason: String| Skipped { ingress: key.clone(), field, reason };
     let ns = key.namespace.as_str();
+    let grpc = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(BACKEND_PROTOCOL_ANNOTATION))
+        .is_some_and(|p| p.eq_ignore_ascii_case("GRPC") || p.eq_ignore_ascii_case("H2C"));
     let Some(spec) = ing.spec.as_ref() else {
         return Err(skip("spec".into(), "is missing".into()));
     };
@@ -342,7 +354,9 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
         return Err(skip("spec".into(), "has neither rules nor a defaultBackend".into()));
     }
     let default_backend = match &spec.default_backend {
-        Some(b) => Some(check_backend(b, ns, services).map_err(|(f, r)| skip(format!("spec.defaultBackend{f}"), r))?),
+        Some(b) => {
+            Some(check_backend(b, ns, services, grpc).map_err(|(f, r)| skip(format!("spec.defaultBackend{f}"), r))?)
+        }
         None => None,
     };
     let mut paths = Vec::new();
@@ -360,8 +374,8 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
                 let sub = if matches!(e, PathError::BadKind(_)) { "pathType" } else { "path" };
                 skip(format!("{field}.{sub}"), e.to_string())
             })?;
-            let backend =
-                check_backend(&p.backend, ns, services).map_err(|(f, r)| skip(format!("{field}.backend{f}"), r))?;
+            let backend = check_backend(&p.backend, ns, services, grpc)
+                .map_err(|(f, r)| skip(format!("{field}.backend{f}"), r))?;
             paths.push((host.clone(), rule, backend));
         }
     }
@@ -373,6 +387,7 @@ fn check_backend(
     b: &IngressBackend,
     ns: &str,
     services: &HashMap<(&str, &str), &Service>,
+    grpc: bool,
 ) -> Result<BackendSpec, (String, String)> {
     if let Some(r) = &b.resource {
         let what = format!("{}/{}", r.kind, r.name);
@@ -380,6 +395,7 @@ fn check_backend(
             service: what.clone(),
             port: PortRef::Name("-".into()),
             port_name: None,
+            protocol: Protocol::Http1,
             target: Some(Target::Unsupported(format!(
                 "backend.resource ({what}) is not supported; devingress forwards only to Services"
             ))),
@@ -402,14 +418,18 @@ fn check_backend(
         }
         _ => return Err((".service.port".into(), "gives neither a number nor a name".into())),
     };
+    let mut protocol = if grpc { Protocol::H2c } else { Protocol::Http1 };
     let (port_name, target) = match services.get(&(ns, svc.name.as_str())) {
         Some(s) => {
             let sp = backend::find_service_port(s, &port).map_err(|e| (format!(".{}", e.field), e.reason))?;
+            if sp.app_protocol.as_deref() == Some(H2C_APP_PROTOCOL) {
+                protocol = Protocol::H2c;
+            }
             (sp.name.clone(), None)
         }
         // A Service that does not exist yet is not a malformed Ingress: the
         // route answers 503 until it appears.
         None => (None, Some(Target::ServiceMissing)),
     };
-    Ok(BackendSpec { service: svc.name.clone(), port, port_name, target })
+    Ok(BackendSpec { service: svc.name.clone(), port, port_name, protocol, target })
 }

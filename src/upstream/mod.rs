@@ -1,23 +1,55 @@
-//! Sending requests to pods: a pooled HTTP client over port-forwards.
+//! Sending requests to pods: pooled HTTP connections over port-forwards,
+//! with one retry on another pod when a connection fails before any answer.
 
+mod pool;
 mod portforward;
 
-pub use portforward::{PortForwardConnector, PortForwardError, endpoint_uri, parse_endpoint};
+pub use pool::{Key, Pool};
+pub use portforward::{PortForwardError, PortForwarder};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::kubeclient::describe_error;
-use crate::routes::PodEndpoint;
+use crate::routes::{Backend, PodEndpoint, Protocol};
+use pool::Conn;
 
 /// The request body type the proxy sends upstream.
 pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+
+/// Limits of the connection pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Keep connections alive and reuse them. Off, every request opens its
+    /// own port-forward (the naive way; for comparison).
+    pub enabled: bool,
+    /// Idle connections kept per pod port.
+    pub max_idle_per_endpoint: usize,
+    /// Idle connections beyond the warm spares are closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections opened ahead of need per pod port in the routing table.
+    pub warm_per_endpoint: usize,
+    /// Port-forward upgrades under way at once, at most.
+    pub max_concurrent_upgrades: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            enabled: true,
+            max_idle_per_endpoint: 64,
+            idle_timeout: Duration::from_secs(90),
+            warm_per_endpoint: 1,
+            max_concurrent_upgrades: 16,
+        }
+    }
+}
 
 /// Why a request to a pod failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +62,7 @@ pub enum UpstreamError {
         /// Why, in plain words.
         reason: String,
     },
-    /// The connection failed during the exchange.
+    /// The connection failed before the pod answered.
     #[error("pod {endpoint} failed the request: {reason}")]
     Exchange {
         /// The pod endpoint.
@@ -40,36 +72,119 @@ pub enum UpstreamError {
     },
 }
 
-/// HTTP client whose connections are pod port-forwards, pooled per pod and
-/// port with keep-alive so a connection serves many requests.
+/// The parts of a request needed to send it again.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// Path and query, as received.
+    pub path_and_query: String,
+    /// Headers, already rewritten for the pod.
+    pub headers: HeaderMap,
+}
+
+impl RequestHead {
+    fn build(&self, protocol: Protocol, ep: &PodEndpoint, body: UpstreamBody) -> Request<UpstreamBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.headers_mut() = self.headers.clone();
+        match protocol {
+            Protocol::Http1 => {
+                *req.version_mut() = Version::HTTP_11;
+                *req.uri_mut() = self.path_and_query.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            }
+            Protocol::H2c => {
+                // HTTP/2 wants the authority in the URI; keep the client's host.
+                *req.version_mut() = Version::HTTP_2;
+                let authority = self
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{}:{}", ep.pod, ep.port));
+                req.headers_mut().remove(http::header::HOST);
+                *req.uri_mut() = format!("http://{authority}{}", self.path_and_query)
+                    .parse()
+                    .unwrap_or_else(|_| Uri::from_static("/"));
+            }
+        }
+        req
+    }
+}
+
+/// The answer of a pod and which pod gave it.
+pub struct Answer {
+    /// The pod's response.
+    pub response: Response<Incoming>,
+    /// The pod that answered.
+    pub endpoint: PodEndpoint,
+}
+
+/// Sends requests to pods over pooled port-forward connections.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<PortForwardConnector, UpstreamBody>,
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
-    /// An upstream client opening port-forwards through `kube`.
-    pub fn new(kube: kube::Client) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .build(PortForwardConnector::new(kube));
-        Upstream { client }
+    /// An upstream that opens port-forwards through `kube`.
+    pub fn new(kube: kube::Client, settings: PoolSettings) -> Self {
+        Upstream { pool: Pool::new(PortForwarder::new(kube), settings) }
     }
 
-    /// Sends a request (whose URI came from [`endpoint_uri`]) to the pod.
+    /// The pool, for its figures and for telling it the live endpoints.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Sends `head` + `body` to a ready pod of `backend`. When the body is
+    /// empty, a request whose connection fails before any answer is sent
+    /// once more, to another ready pod when there is one: a pod that just
+    /// went away, or a pooled connection the pod side closed, then costs no
+    /// failed request.
     pub async fn send(
         &self,
+        backend: &Backend,
+        first: PodEndpoint,
+        head: &RequestHead,
+        body: UpstreamBody,
+    ) -> Result<Answer, UpstreamError> {
+        let replayable = hyper::body::Body::is_end_stream(&body);
+        let protocol = backend.protocol;
+        let err = match self.send_once(protocol, &first, head, body).await {
+            Ok(response) => return Ok(Answer { response, endpoint: first }),
+            Err(e) if replayable => e,
+            Err(e) => return Err(e),
+        };
+        let retry = backend.pick_other(&first).unwrap_or(first);
+        tracing::debug!(failed = %err, retry = %retry, "retrying once");
+        let empty = http_body_util::Empty::<Bytes>::new().map_err(|n| match n {}).boxed();
+        self.send_once(protocol, &retry, head, empty).await.map(|response| Answer { response, endpoint: retry })
+    }
+
+    async fn send_once(
+        &self,
+        protocol: Protocol,
         ep: &PodEndpoint,
-        req: Request<UpstreamBody>,
+        head: &RequestHead,
+        body: UpstreamBody,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.client.request(req).await.map_err(|e| {
-            let reason = describe_error(&e);
-            if e.is_connect() {
-                UpstreamError::Connect { endpoint: ep.to_string(), reason }
-            } else {
-                UpstreamError::Exchange { endpoint: ep.to_string(), reason }
+        let key = Key { endpoint: ep.clone(), protocol };
+        let checkout = self
+            .pool
+            .checkout(&key)
+            .await
+            .map_err(|e| UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(&e) })?;
+        let req = head.build(protocol, ep, body);
+        let exchange =
+            |e: hyper::Error| UpstreamError::Exchange { endpoint: ep.to_string(), reason: describe_error(&e) };
+        match checkout.conn {
+            Conn::H1(mut conn) => {
+                let res = conn.send_request(req).await.map_err(exchange)?;
+                self.pool.checkin(key, conn);
+                Ok(res)
             }
-        })
+            Conn::H2(mut conn) => conn.send_request(req).await.map_err(exchange),
+        }
     }
 }

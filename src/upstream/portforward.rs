@@ -1,5 +1,5 @@
-//! A hyper connector whose connections are pod port-forwards through the
-//! API server.
+//! Opening a pod port-forward through the API server, as a byte stream that
+//! the upstream pool runs HTTP over.
 //!
 //! Why kube-rs's `Api::<Pod>::portforward` (v4.channel.k8s.io, one WebSocket
 //! and so one TCP connection to the pod per upgrade) rather than a protocol
@@ -10,8 +10,8 @@
 //! upgrade once per connection and then runs at stream speed, which is what
 //! many-streams-per-upgrade would buy too, without a second protocol to keep
 //! faithful (the SPDY variant needs a newer kubelet, and the only Rust
-//! implementation is GPL-3.0). hyper's pool keys connections by authority,
-//! so the authority names the pod and port: `{pod}.{namespace}:{port}`.
+//! implementation is GPL-3.0). An HTTP/2 (h2c) backend multiplexes all its
+//! requests over one such stream.
 
 use std::future::Future;
 use std::io;
@@ -19,8 +19,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures::FutureExt;
-use hyper::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
@@ -31,9 +29,6 @@ use crate::routes::PodEndpoint;
 /// Why a port-forward could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PortForwardError {
-    /// The URI does not name a pod endpoint (a bug, not a user error).
-    #[error("not a pod endpoint URI: {0}")]
-    BadUri(String),
     /// The API server refused or failed the upgrade (pod gone, forbidden, unreachable).
     #[error("port-forward to pod {endpoint} failed: {source}")]
     Open {
@@ -48,59 +43,29 @@ pub enum PortForwardError {
     NoStream(String),
 }
 
-/// The URI that makes hyper's pool key connections by pod and port.
-pub fn endpoint_uri(ep: &PodEndpoint, path_and_query: &str) -> Uri {
-    let pq = if path_and_query.is_empty() { "/" } else { path_and_query };
-    format!("http://{}.{}:{}{}", ep.pod, ep.namespace, ep.port, pq)
-        .parse()
-        .unwrap_or_else(|_| Uri::from_static("http://invalid/"))
-}
-
-/// Parses the authority made by [`endpoint_uri`]. Namespaces cannot contain
-/// dots, pod names can, so the last dot separates them.
-pub fn parse_endpoint(uri: &Uri) -> Option<PodEndpoint> {
-    let host = uri.host()?;
-    let port = uri.port_u16()?;
-    let (pod, namespace) = host.rsplit_once('.')?;
-    Some(PodEndpoint { namespace: namespace.to_string(), pod: pod.to_string(), port })
-}
-
-/// Opens a port-forward per connection. Cheap to clone.
+/// Opens port-forward streams with one kube client. Cheap to clone.
 #[derive(Clone)]
-pub struct PortForwardConnector {
+pub struct PortForwarder {
     client: Client,
 }
 
-impl PortForwardConnector {
-    /// A connector that opens port-forwards with `client`.
+impl PortForwarder {
+    /// An opener that uses `client`.
     pub fn new(client: Client) -> Self {
-        PortForwardConnector { client }
-    }
-}
-
-impl tower::Service<Uri> for PortForwardConnector {
-    type Response = PortForwardIo;
-    type Error = PortForwardError;
-    type Future = Pin<Box<dyn Future<Output = Result<PortForwardIo, PortForwardError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+        PortForwarder { client }
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let client = self.client.clone();
-        Box::pin(async move {
-            let ep = parse_endpoint(&uri).ok_or_else(|| PortForwardError::BadUri(uri.to_string()))?;
-            let api: Api<Pod> = Api::namespaced(client, &ep.namespace);
-            let mut pf = api
-                .portforward(&ep.pod, &[ep.port])
-                .await
-                .map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?;
-            let stream = pf.take_stream(ep.port).ok_or_else(|| PortForwardError::NoStream(ep.to_string()))?;
-            let error = pf.take_error(ep.port).map(|f| f.boxed());
-            tracing::debug!(endpoint = %ep, "port-forward opened");
-            Ok(PortForwardIo(TokioIo::new(ErrorAtEof { stream, error })))
-        })
+    /// Opens one port-forward session to the pod's port and returns its stream.
+    pub async fn open(&self, ep: &PodEndpoint) -> Result<TokioIo<ErrorAtEof>, PortForwardError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ep.namespace);
+        let mut pf = api
+            .portforward(&ep.pod, &[ep.port])
+            .await
+            .map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?;
+        let stream = pf.take_stream(ep.port).ok_or_else(|| PortForwardError::NoStream(ep.to_string()))?;
+        let error = pf.take_error(ep.port).map(|f| f.boxed());
+        tracing::debug!(endpoint = %ep, "port-forward opened");
+        Ok(TokioIo::new(ErrorAtEof { stream, error }))
     }
 }
 
@@ -143,49 +108,5 @@ impl AsyncWrite for ErrorAtEof {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// One port-forwarded connection, as hyper sees it.
-pub struct PortForwardIo(TokioIo<ErrorAtEof>);
-
-impl Connection for PortForwardIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for PortForwardIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for PortForwardIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_uri_round_trips_dotted_pod_names() {
-        let ep = PodEndpoint { namespace: "demo".into(), pod: "web.v2-0".into(), port: 8080 };
-        let uri = endpoint_uri(&ep, "/a/b?c=d");
-        assert_eq!(uri.path_and_query().unwrap().as_str(), "/a/b?c=d");
-        assert_eq!(parse_endpoint(&uri), Some(ep));
     }
 }

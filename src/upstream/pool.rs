@@ -1,0 +1,312 @@
+//! Connections to pods, pooled per pod, port and protocol.
+//!
+//! HTTP/1.1 connections are kept alive and reused one request at a time;
+//! an h2c backend shares one multiplexed connection. Idle connections are
+//! closed after the idle timeout, and at once when their endpoint leaves the
+//! routing table (a pod that turned not-ready or went away). A spare
+//! connection is opened ahead of need, so a request seldom pays for the
+//! port-forward upgrade, and a semaphore caps how many upgrades are under
+//! way so a burst cannot overload the API server.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+
+use super::portforward::{PortForwardError, PortForwarder};
+use super::{PoolSettings, UpstreamBody};
+use crate::routes::{PodEndpoint, Protocol};
+
+/// What a connection is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The pod port.
+    pub endpoint: PodEndpoint,
+    /// What the pod speaks on it.
+    pub protocol: Protocol,
+}
+
+/// A connection checked out of the pool.
+pub enum Conn {
+    /// One HTTP/1.1 connection, used by one request at a time.
+    H1(http1::SendRequest<UpstreamBody>),
+    /// A handle on a shared HTTP/2 connection.
+    H2(http2::SendRequest<UpstreamBody>),
+}
+
+/// A checked-out connection and whether it had been used before.
+pub struct Checkout {
+    /// The connection.
+    pub conn: Conn,
+    /// Whether it came from the pool (a reused connection may turn out
+    /// closed by the pod side; such a failure is safe to retry).
+    pub reused: bool,
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The port-forward could not be opened.
+    #[error(transparent)]
+    PortForward(#[from] PortForwardError),
+    /// The HTTP handshake over it failed.
+    #[error("HTTP handshake with pod {endpoint} failed: {source}")]
+    Handshake {
+        /// The pod endpoint.
+        endpoint: String,
+        /// What hyper said.
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+#[derive(Default)]
+struct Slot {
+    idle: VecDeque<(http1::SendRequest<UpstreamBody>, Instant)>,
+    shared: Option<(http2::SendRequest<UpstreamBody>, Instant)>,
+    warming: usize,
+}
+
+/// The pool. Shared as `Arc<Pool>`.
+pub struct Pool {
+    opener: PortForwarder,
+    settings: PoolSettings,
+    slots: Mutex<HashMap<Key, Slot>>,
+    /// Endpoints currently in the routing table; connections to others are not kept.
+    live: Mutex<HashSet<PodEndpoint>>,
+    upgrades: Semaphore,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// A pool opening connections with `opener`. Starts its idle reaper.
+    pub fn new(opener: PortForwarder, settings: PoolSettings) -> Arc<Self> {
+        let pool = Arc::new(Pool {
+            opener,
+            upgrades: Semaphore::new(settings.max_concurrent_upgrades.max(1)),
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashSet::new()),
+            opened: std::sync::atomic::AtomicUsize::new(0),
+        });
+        tokio::spawn(reap(Arc::downgrade(&pool)));
+        pool
+    }
+
+    /// How many port-forward connections the pool has opened so far.
+    pub fn opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Number of idle connections held now.
+    pub fn idle_count(&self) -> usize {
+        self.slots.lock().expect("pool lock").values().map(|s| s.idle.len() + usize::from(s.shared.is_some())).sum()
+    }
+
+    /// Takes a ready connection, or opens one.
+    pub async fn checkout(self: &Arc<Self>, key: &Key) -> Result<Checkout, ConnectError> {
+        let reused = {
+            let mut slots = self.slots.lock().expect("pool lock");
+            let slot = slots.entry(key.clone()).or_default();
+            match key.protocol {
+                Protocol::Http1 => {
+                    let mut found = None;
+                    while let Some((conn, _)) = slot.idle.pop_back() {
+                        if conn.is_ready() {
+                            found = Some(conn);
+                            break;
+                        }
+                    }
+                    found.map(Conn::H1)
+                }
+                Protocol::H2c => match &mut slot.shared {
+                    Some((conn, used)) if !conn.is_closed() => {
+                        *used = Instant::now();
+                        Some(Conn::H2(conn.clone()))
+                    }
+                    _ => {
+                        slot.shared = None;
+                        None
+                    }
+                },
+            }
+        };
+        if let Some(conn) = reused {
+            self.top_up(key);
+            return Ok(Checkout { conn, reused: true });
+        }
+        let conn = self.connect(key).await?;
+        if let Conn::H2(h2) = &conn {
+            if self.settings.enabled && self.is_live(&key.endpoint) {
+                self.slots.lock().expect("pool lock").entry(key.clone()).or_default().shared =
+                    Some((h2.clone(), Instant::now()));
+            }
+        }
+        self.top_up(key);
+        Ok(Checkout { conn, reused: false })
+    }
+
+    /// Gives an HTTP/1.1 connection back once its exchange has finished.
+    pub fn checkin(self: &Arc<Self>, key: Key, mut conn: http1::SendRequest<UpstreamBody>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // Ready again once the response body has been read to its end.
+            if conn.ready().await.is_err() {
+                return;
+            }
+            if let Some(pool) = pool.upgrade() {
+                pool.put_idle(key, conn);
+            }
+        });
+    }
+
+    fn put_idle(&self, key: Key, conn: http1::SendRequest<UpstreamBody>) {
+        if !self.is_live(&key.endpoint) {
+            return;
+        }
+        let mut slots = self.slots.lock().expect("pool lock");
+        let slot = slots.entry(key).or_default();
+        if slot.idle.len() < self.settings.max_idle_per_endpoint {
+            slot.idle.push_back((conn, Instant::now()));
+        }
+    }
+
+    fn is_live(&self, ep: &PodEndpoint) -> bool {
+        self.live.lock().expect("pool lock").contains(ep)
+    }
+
+    /// Sets the endpoints that are in the routing table: connections to
+    /// others are closed now (idle) or when their exchange ends (busy), and
+    /// each new one gets a warm connection.
+    pub fn set_live(self: &Arc<Self>, keys: &[Key]) {
+        let endpoints: HashSet<PodEndpoint> = keys.iter().map(|k| k.endpoint.clone()).collect();
+        *self.live.lock().expect("pool lock") = endpoints.clone();
+        let closed: usize = {
+            let mut slots = self.slots.lock().expect("pool lock");
+            let before: usize = slots.values().map(|s| s.idle.len() + usize::from(s.shared.is_some())).sum();
+            slots.retain(|k, _| endpoints.contains(&k.endpoint));
+            before - slots.values().map(|s| s.idle.len() + usize::from(s.shared.is_some())).sum::<usize>()
+        };
+        if closed > 0 {
+            tracing::debug!(closed, "closed pooled connections to endpoints that left the table");
+        }
+        for key in keys {
+            self.top_up(key);
+        }
+    }
+
+    /// Opens connections in the background until the endpoint has its warm spares.
+    fn top_up(self: &Arc<Self>, key: &Key) {
+        if !self.settings.enabled || self.settings.warm_per_endpoint == 0 || !self.is_live(&key.endpoint) {
+            return;
+        }
+        let wanted = {
+            let mut slots = self.slots.lock().expect("pool lock");
+            let slot = slots.entry(key.clone()).or_default();
+            let have = match key.protocol {
+                Protocol::Http1 => slot.idle.len(),
+                Protocol::H2c => usize::from(slot.shared.is_some()),
+            } + slot.warming;
+            let want = match key.protocol {
+                Protocol::Http1 => self.settings.warm_per_endpoint,
+                Protocol::H2c => 1,
+            };
+            let n = want.saturating_sub(have);
+            slot.warming += n;
+            n
+        };
+        for _ in 0..wanted {
+            let pool = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let result = pool.connect(&key).await;
+                let mut slots = pool.slots.lock().expect("pool lock");
+                let slot = slots.entry(key.clone()).or_default();
+                slot.warming = slot.warming.saturating_sub(1);
+                let live = pool.live.lock().expect("pool lock").contains(&key.endpoint);
+                match result {
+                    Ok(Conn::H1(c)) if live => slot.idle.push_back((c, Instant::now())),
+                    Ok(Conn::H2(c)) if live && slot.shared.is_none() => slot.shared = Some((c, Instant::now())),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(endpoint = %key.endpoint, "warming a connection failed: {e}"),
+                }
+            });
+        }
+    }
+
+    /// Opens a port-forward and runs the HTTP handshake over it.
+    async fn connect(&self, key: &Key) -> Result<Conn, ConnectError> {
+        let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
+        let io = self.opener.open(&key.endpoint).await?;
+        self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let endpoint = key.endpoint.to_string();
+        match key.protocol {
+            Protocol::Http1 => {
+                let (send, conn) = http1::handshake(io)
+                    .await
+                    .map_err(|source| ConnectError::Handshake { endpoint: endpoint.clone(), source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(%endpoint, "upstream connection ended: {e}");
+                    }
+                });
+                Ok(Conn::H1(send))
+            }
+            Protocol::H2c => {
+                let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Duration::from_secs(30))
+                    .handshake(io)
+                    .await
+                    .map_err(|source| ConnectError::Handshake { endpoint: endpoint.clone(), source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%endpoint, "upstream h2 connection ended: {e}");
+                    }
+                });
+                Ok(Conn::H2(send))
+            }
+        }
+    }
+
+    fn expire(&self, now: Instant) {
+        let timeout = self.settings.idle_timeout;
+        // The newest few stay as warm spares, however long they wait.
+        let spares = if self.settings.enabled { self.settings.warm_per_endpoint } else { 0 };
+        let mut slots = self.slots.lock().expect("pool lock");
+        for slot in slots.values_mut() {
+            let keep_from = slot.idle.len().saturating_sub(spares);
+            let mut i = 0;
+            slot.idle.retain(|(c, since)| {
+                let spare = i >= keep_from;
+                i += 1;
+                !c.is_closed() && (spare || now.duration_since(*since) < timeout)
+            });
+            if slot.shared.as_ref().is_some_and(|(c, used)| now.duration_since(*used) >= timeout || c.is_closed()) {
+                slot.shared = None;
+            }
+        }
+        slots.retain(|_, s| !s.idle.is_empty() || s.shared.is_some() || s.warming > 0);
+    }
+}
+
+/// Closes connections idle for longer than the idle timeout.
+async fn reap(pool: Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(p) => (p.settings.idle_timeout / 4).max(Duration::from_millis(100)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        match pool.upgrade() {
+            Some(p) => p.expire(Instant::now()),
+            None => return,
+        }
+    }
+}
