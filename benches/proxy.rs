@@ -1,23 +1,35 @@
-//! First benchmark of the HTTP path: requests/s and p50/p99 latency through
-//! devingress (against the fake API server, port-forwarding to a local pod
-//! server) next to the same load sent straight to the pod server, at 1 and
-//! 32 concurrent keep-alive connections. The load tool is wrk (Debian's
-//! `wrk` package). Run it with `cargo bench --bench proxy`.
+//! The HTTP path, measured with wrk (Debian's `wrk` package): requests/s and
+//! p50/p99 latency, on the same machine in the same run, for
+//!
+//! - straight to the pod server (the baseline);
+//! - through devingress with its connection pool;
+//! - through devingress with `--no-pool` (one port-forward per request, the
+//!   naive way),
+//!
+//! at 1, 32 and 256 concurrent keep-alive connections, and with clients
+//! that open a new connection per request. It also times the first byte of
+//! fresh client connections to a warm pool. devingress runs against the
+//! fake API server of tests/, which port-forwards to a local pod server.
+//!
+//! Run: `cargo bench --bench proxy` (`BENCH_SECONDS` sets each row's length).
 
 #[path = "../tests/e2e/support/mod.rs"]
 mod support;
 
+use std::io::{Read, Write};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::cluster::TestCluster;
 use support::devingress::{Devingress, get};
 
 /// One wrk run's figures.
+#[derive(Clone, Copy)]
 struct Figures {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    errors: u64,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -33,13 +45,15 @@ fn parse_ms(s: &str) -> f64 {
     }
 }
 
-fn wrk(url: &str, host: &str, connections: u32, seconds: u32) -> Figures {
+fn wrk(url: &str, connections: u32, seconds: u32, new_connection_per_request: bool) -> Figures {
     let threads = connections.clamp(1, 2).to_string();
-    let out = Command::new("wrk")
-        .args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"])
-        .args(["-H", &format!("Host: {host}"), url])
-        .output()
-        .expect("wrk is installed (apt-get install wrk)");
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"])
+        .args(["-H", "Host: bandicoot.example.com"]);
+    if new_connection_per_request {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd.arg(url).output().expect("wrk is installed (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     let pick = |label: &str| {
         text.lines().find(|l| l.trim_start().starts_with(label)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("")
@@ -50,7 +64,32 @@ fn wrk(url: &str, host: &str, connections: u32, seconds: u32) -> Figures {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
-    Figures { rps, p50_ms: parse_ms(pick("50%")), p99_ms: parse_ms(pick("99%")) }
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()))
+        .sum();
+    Figures { rps, p50_ms: parse_ms(pick("50%")), p99_ms: parse_ms(pick("99%")), errors }
+}
+
+/// Time to the first response byte of `n` fresh client connections.
+fn first_byte_ms(port: u16, n: usize) -> (f64, f64) {
+    let mut samples: Vec<f64> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_nodelay(true).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: bandicoot.example.com\r\nConnection: close\r\n\r\n").unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            let t = start.elapsed().as_secs_f64() * 1000.0;
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            t
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    (samples[n / 2], samples[n * 99 / 100])
 }
 
 fn main() {
@@ -58,49 +97,67 @@ fn main() {
     rt.block_on(async {
         let mut c = TestCluster::start().await;
         c.examples().await;
-        // One pod, so both rows hit the same server.
-        c.endpoints("default", "bandicoot", "", 8080, &[("bandicoot-0", true)]);
         let pod = c.pods.iter().find(|p| p.name == "bandicoot-0").unwrap().addr;
-        let d = Devingress::up(&c.kubeconfig, &[]).await;
-        for _ in 0..200 {
-            if get(d.port, "bandicoot.example.com", "/").await.pod().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let seconds = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-        let direct = format!("http://{pod}/");
-        let proxied = format!("http://127.0.0.1:{}/", d.port);
-        println!(
-            "devingress HTTP benchmark: wrk, {seconds}s per row, keep-alive connections, GET / (~500-byte JSON answer)"
-        );
-        println!("{:<34} {:>5} {:>11} {:>9} {:>9} {:>9}", "row", "conns", "req/s", "p50 ms", "p99 ms", "vs direct");
-        for conns in [1u32, 32] {
-            let (direct_f, proxied_f) = tokio::task::spawn_blocking({
-                let (direct, proxied) = (direct.clone(), proxied.clone());
-                move || {
-                    // Warm the pool so the first upgrade is not measured.
-                    wrk(&proxied, "bandicoot.example.com", conns, 1);
-                    (
-                        wrk(&direct, "bandicoot.example.com", conns, seconds),
-                        wrk(&proxied, "bandicoot.example.com", conns, seconds),
-                    )
+        let pooled = Devingress::up(&c.kubeconfig, &[]).await;
+        let naive = Devingress::up(&c.kubeconfig, &["--no-pool"]).await;
+        for d in [&pooled, &naive] {
+            for _ in 0..500 {
+                if get(d.port, "bandicoot.example.com", "/").await.pod().is_some() {
+                    break;
                 }
-            })
-            .await
-            .unwrap();
-            for (name, f) in
-                [("straight to the pod server", &direct_f), ("through devingress (port-forward)", &proxied_f)]
-            {
-                println!(
-                    "{name:<34} {conns:>5} {:>11.0} {:>9.3} {:>9.3} {:>8.2}x",
-                    f.rps,
-                    f.p50_ms,
-                    f.p99_ms,
-                    f.rps / direct_f.rps
-                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        println!("port-forward sessions opened: {}", c.api.portforward_count());
+        let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let rows = [
+            ("straight to the pod server", format!("http://{pod}/")),
+            ("devingress, pooled", format!("http://127.0.0.1:{}/", pooled.port)),
+            ("devingress, --no-pool (naive)", format!("http://127.0.0.1:{}/", naive.port)),
+        ];
+        let (pooled_port, rows) = (pooled.port, rows.clone());
+        tokio::task::spawn_blocking(move || {
+            println!("devingress HTTP benchmark: wrk, {seconds}s per row, GET / (~500-byte JSON answer), one pod");
+            println!(
+                "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7}",
+                "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors"
+            );
+            for (label, conns, fresh) in [
+                ("1 keep-alive", 1, false),
+                ("32 keep-alive", 32, false),
+                ("256 keep-alive", 256, false),
+                ("1, new conn per req", 1, true),
+                ("32, new conn per req", 32, true),
+            ] {
+                // Warm each target's pool for this shape of load.
+                for (_, url) in &rows[1..] {
+                    wrk(url, conns, 1, fresh);
+                }
+                let figures: Vec<Figures> = rows.iter().map(|(_, url)| wrk(url, conns, seconds, fresh)).collect();
+                for ((name, _), f) in rows.iter().zip(&figures) {
+                    println!(
+                        "{name:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7}",
+                        f.rps,
+                        f.p50_ms,
+                        f.p99_ms,
+                        f.rps / figures[0].rps,
+                        f.errors
+                    );
+                }
+                if fresh {
+                    println!("{:<32} {label:<22} pooled is {:.1}x the naive row", "", figures[1].rps / figures[2].rps);
+                } else if conns == 1 {
+                    println!(
+                        "{:<32} {label:<22} p50 added by devingress: {:.3} ms",
+                        "",
+                        figures[1].p50_ms - figures[0].p50_ms
+                    );
+                }
+            }
+            let (p50, p99) = first_byte_ms(pooled_port, 200);
+            println!("fresh client connection to a warm pool, time to first byte: p50 {p50:.3} ms, p99 {p99:.3} ms");
+        })
+        .await
+        .unwrap();
+        println!("port-forward sessions opened in all: {}", c.api.portforward_count());
     });
 }
