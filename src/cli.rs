@@ -33,6 +33,9 @@ pub struct RoutesArgs {
     /// Which cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Which Ingresses, by class.
+    #[command(flatten)]
+    pub class: ClassArgs,
     /// How long to wait for the cluster's objects before giving up.
     #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     pub wait: Duration,
@@ -75,9 +78,35 @@ pub struct UpArgs {
     /// How long Ctrl-C waits for requests in flight to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,
+    /// Which Ingresses, by class.
+    #[command(flatten)]
+    pub class: ClassArgs,
+    /// Make the devingress IngressClass the cluster's default class.
+    #[arg(long)]
+    pub default_class: bool,
     /// Connection pool limits.
     #[command(flatten)]
     pub pool: PoolArgs,
+}
+
+/// Which Ingresses are served, by IngressClass.
+#[derive(Debug, Clone, Args)]
+pub struct ClassArgs {
+    /// Serve only Ingresses of this IngressClass (repeatable) [default: every Ingress, whatever its class].
+    #[arg(long = "class", value_name = "NAME")]
+    pub classes: Vec<String>,
+    /// Behave as a conformant Ingress controller: serve only classes whose
+    /// controller is devingress (and class-less Ingresses when such a class
+    /// is the cluster default).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl ClassArgs {
+    /// The class policy these flags give.
+    pub fn policy(&self) -> crate::routes::ClassPolicy {
+        crate::routes::ClassPolicy { classes: self.classes.clone(), strict: self.strict }
+    }
 }
 
 /// Limits of the pool of port-forward connections to pods.

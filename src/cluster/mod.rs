@@ -2,11 +2,15 @@
 //! EndpointSlice that keep a [`Snapshot`] current, and report when the API
 //! server comes and goes.
 
+mod class;
 mod health;
 mod snapshot;
+mod status;
 
+pub use class::ensure_class;
 pub use health::Health;
 pub use snapshot::Snapshot;
+pub use status::{ADDRESS, FIELD_MANAGER, StatusWriter};
 
 use std::fmt::Debug;
 use std::sync::Arc;

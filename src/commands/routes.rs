@@ -14,7 +14,7 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
         let why = watch.health().problem().unwrap_or_else(|| "no answer".into());
         bail!("could not list the cluster's objects within {:?}: {why}", args.wait);
     }
-    let table = routes::build(&watch.snapshot());
+    let table = routes::build_with(&watch.snapshot(), &args.class.policy());
     print!("{}", routes::render(&table));
     Ok(())
 }

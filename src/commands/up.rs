@@ -5,19 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::cli::UpArgs;
-use crate::cluster::ClusterWatch;
+use crate::cluster::{ClusterWatch, StatusWriter, ensure_class};
 use crate::listen::{self, PortChoice};
 use crate::progress::Progress;
 use crate::proxy::{self, Proxy};
-use crate::routes::{self, RouteTable, Target};
+use crate::routes::{self, ClassPolicy, RouteTable, Target};
 use crate::upstream::{Key, Upstream};
 
 /// Bursts of watch events (the first list delivers one per object) are
 /// folded into one rebuild this long after the first of them.
 const REBUILD_DELAY: Duration = Duration::from_millis(20);
+
+/// How long a clean exit waits to take devingress's address out of statuses.
+const STATUS_CLEANUP: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` resolves, then shuts down gracefully.
 pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -31,33 +34,86 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
     let http_choice = PortChoice { explicit: args.http_port, default: 80, fallback: 8080, flag: "--http-port" };
     let listener = listen::bind(args.listen, http_choice).await.context("cannot serve HTTP")?;
     let (client, info) = super::connect(&args.cluster).await?;
-    let watch = ClusterWatch::start(client.clone(), &args.cluster.namespaces, &info.server);
-    let health = watch.health();
+    let watch = Arc::new(ClusterWatch::start(client.clone(), &args.cluster.namespaces, &info.server));
+    let policy = args.class.policy();
 
     let (table_tx, table_rx) = watch::channel(Arc::new(RouteTable::default()));
-    let changed = watch.changed();
-    tokio::spawn(async move {
-        let mut progress = Progress::default();
-        loop {
-            let table = routes::build(&watch.snapshot());
-            progress.report(&table);
-            if table_tx.send(Arc::new(table)).is_err() {
-                break;
-            }
-            changed.notified().await;
-            tokio::time::sleep(REBUILD_DELAY).await;
-        }
-    });
+    tokio::spawn(build_tables(watch.clone(), policy, table_tx));
+    tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
+    let (stop_status, stop_rx) = oneshot::channel();
+    let status =
+        tokio::spawn(write_status(StatusWriter::new(client.clone()), watch.clone(), table_rx.clone(), stop_rx));
 
     let upstream = Upstream::new(client, args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
 
     let addr = listener.local_addr()?;
     tracing::info!("serving HTTP on http://{addr}");
-    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(health), proto: "http" });
+    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(watch.health()), proto: "http" });
     proxy::serve(listener, proxy, shutdown, args.shutdown_timeout).await;
+    let _ = stop_status.send(());
+    if tokio::time::timeout(STATUS_CLEANUP, status).await.is_err() {
+        tracing::warn!("could not remove devingress's address from Ingress statuses within {STATUS_CLEANUP:?}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Rebuilds the routing table after every change in the cluster, and says
+/// what changed.
+async fn build_tables(watch: Arc<ClusterWatch>, policy: ClassPolicy, table_tx: watch::Sender<Arc<RouteTable>>) {
+    let changed = watch.changed();
+    let mut progress = Progress::default();
+    loop {
+        let table = routes::build_with(&watch.snapshot(), &policy);
+        progress.report(&table);
+        if table_tx.send(Arc::new(table)).is_err() {
+            return;
+        }
+        changed.notified().await;
+        tokio::time::sleep(REBUILD_DELAY).await;
+    }
+}
+
+/// Creates the devingress IngressClass once the cluster's classes are known.
+async fn ensure_class_once_synced(
+    client: kube::Client,
+    watch: Arc<ClusterWatch>,
+    mut table: watch::Receiver<Arc<RouteTable>>,
+    make_default: bool,
+) {
+    while !table.borrow_and_update().synced {
+        if table.changed().await.is_err() {
+            return;
+        }
+    }
+    ensure_class(client, &watch.snapshot().ingress_classes, make_default).await;
+}
+
+/// Keeps the status of served Ingresses pointing at devingress, and clears
+/// it when `stop` fires.
+async fn write_status(
+    mut writer: StatusWriter,
+    watch: Arc<ClusterWatch>,
+    mut table: watch::Receiver<Arc<RouteTable>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let served = {
+            let t = table.borrow_and_update();
+            t.synced.then(|| t.served.clone())
+        };
+        if let Some(served) = served {
+            writer.sync(&watch.snapshot().ingresses, &served).await;
+        }
+        let retry = writer.needs_retry();
+        tokio::select! {
+            changed = table.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
+            _ = &mut stop => break,
+        }
+    }
+    writer.clear_all().await;
 }
 
 /// Tells the pool which pod ports the table routes to, after every change:

@@ -10,6 +10,7 @@
 //! cluster-wide one, and without either the answer is 404.
 
 mod backend;
+mod class;
 mod host;
 mod path;
 mod render;
@@ -17,6 +18,7 @@ mod render;
 mod tests;
 
 pub use backend::{Backend, PodEndpoint, PortRef, Protocol, Target};
+pub use class::{CLASS_ANNOTATION, CLASS_NAME, CONTROLLER, ClassPolicy, DEFAULT_CLASS_ANNOTATION, class_of};
 pub use host::{HostError, HostPattern, normalize_request_host};
 pub use path::{PathError, PathKind, PathRule};
 pub use render::render;
@@ -125,8 +127,12 @@ pub struct RouteTable {
     pub groups: Vec<HostGroup>,
     /// The cluster-wide default backend.
     pub default_backend: Option<DefaultRoute>,
-    /// Ingresses that are not served.
+    /// Ingresses that are not served because they are malformed.
     pub skipped: Vec<Skipped>,
+    /// Ingresses left out by the class policy, and why.
+    pub other_class: Vec<(IngressKey, String)>,
+    /// Ingresses that are served (their status gets devingress's address).
+    pub served: Vec<IngressKey>,
     /// Problems that do not stop an Ingress from being served (conflicts,
     /// unsupported backends). Each names the Ingress.
     pub warnings: Vec<String>,
@@ -206,9 +212,14 @@ struct Contribution {
     has_rules: bool,
 }
 
-/// Builds the routing table from a snapshot. Pure: the same snapshot gives
-/// the same table.
+/// Builds the routing table from a snapshot, serving every Ingress. Pure:
+/// the same snapshot gives the same table.
 pub fn build(snapshot: &Snapshot) -> RouteTable {
+    build_with(snapshot, &ClassPolicy::default())
+}
+
+/// Builds the routing table from a snapshot for the Ingresses `policy` admits.
+pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     let services: HashMap<(&str, &str), &Service> = snapshot
         .services
         .iter()
@@ -235,12 +246,17 @@ pub fn build(snapshot: &Snapshot) -> RouteTable {
     let mut table = RouteTable { synced: snapshot.synced, ..RouteTable::default() };
     let mut contributions = Vec::new();
     for ing in ingresses {
+        if let Err(why) = policy.admits(ing, snapshot.ingress_classes.iter().map(|c| &**c)) {
+            table.other_class.push((IngressKey::of(ing), why));
+            continue;
+        }
         match validate(ing, &services) {
             Ok(c) => contributions.push(c),
             Err(s) => table.skipped.push(s),
         }
     }
     table.ingress_count = contributions.len();
+    table.served = contributions.iter().map(|c| c.key.clone()).collect();
 
     // Share one Backend per Service port, so round-robin sees all its traffic.
     let mut shared: HashMap<(String, String, PortRef, Protocol), Arc<Backend>> = HashMap::new();

@@ -66,6 +66,12 @@ pub fn render(table: &RouteTable) -> String {
             let _ = writeln!(out, "  {}: {}: {}", s.ingress, s.field, s.reason);
         }
     }
+    if !table.other_class.is_empty() {
+        let _ = writeln!(out, "\nNot served (IngressClass):");
+        for (ingress, why) in &table.other_class {
+            let _ = writeln!(out, "  {ingress}: {why}");
+        }
+    }
     if !table.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings:");
         for w in &table.warnings {
