@@ -1,6 +1,7 @@
 //! End-to-end tests: the real devingress binary against the fake API server.
 
 mod controller;
+mod dataplane;
 mod replay;
 mod serving;
 mod support;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -40,9 +40,9 @@ impl PodServer {
                         let pod = pod.clone();
                         async move { Ok::<_, Infallible>(answer(&pod, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades()
+                    // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) for gRPC.
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                         .await;
                 });
             }
@@ -57,7 +57,14 @@ impl Drop for PodServer {
     }
 }
 
-async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+/// Bodies of pod answers; an error cuts the connection.
+type PodBody = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> PodBody {
+    Full::new(bytes.into()).map_err(|n: Infallible| match n {}).boxed()
+}
+
+async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<PodBody> {
     if req.headers().get(header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {
         let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned().unwrap_or(header::HeaderValue::from_static(""));
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -81,20 +88,132 @@ async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<BoxBody<Bytes
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "Upgrade")
             .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
-            .body(Full::new(Bytes::new()).boxed())
+            .body(full(Bytes::new()))
             .expect("response");
     }
-    if req.uri().path().starts_with("/slow") {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let number = |name: &str| -> u64 {
+        query.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    if path.starts_with("/slow") {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    if path == "/download" {
+        return stream_bytes(number("bytes"));
+    }
+    if path == "/events" {
+        return server_sent_events(pod);
+    }
+    if path == "/reset" {
+        return reset_midway();
+    }
+    if req.headers().get(header::CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"application/grpc")) {
+        return grpc_echo(pod, req);
     }
     let headers: serde_json::Map<String, serde_json::Value> =
         req.headers().iter().map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or("")))).collect();
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let out = json!({"pod": pod, "method": method, "path": path, "headers": headers, "body_len": body.len()});
+    // Count the body as it streams, without keeping it.
+    let mut body = req.into_body();
+    let mut body_len: u64 = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            body_len += d.len() as u64;
+        }
+    }
+    let out = json!({"pod": pod, "method": method, "path": path, "version": version, "headers": headers, "body_len": body_len});
+    Response::builder().header(header::CONTENT_TYPE, "application/json").body(full(out.to_string())).expect("response")
+}
+
+/// `n` bytes, streamed in 64 KiB chunks as they are asked for.
+fn stream_bytes(n: u64) -> Response<PodBody> {
+    const CHUNK: u64 = 64 * 1024;
+    let chunk = Bytes::from(vec![b'z'; CHUNK as usize]);
+    let frames = futures::stream::unfold(n, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let take = left.min(CHUNK);
+            Some((Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.slice(..take as usize))), left - take))
+        }
+    });
     Response::builder()
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(out.to_string())).boxed())
+        .header(header::CONTENT_LENGTH, n)
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("response")
+}
+
+/// One server-sent event now, then nothing until the client goes away.
+fn server_sent_events(pod: &str) -> Response<PodBody> {
+    let first = Bytes::from(format!("data: hello from {pod}\n\n"));
+    let frames = futures::stream::once(async move { Ok::<_, std::io::Error>(hyper::body::Frame::data(first)) })
+        .chain(futures::stream::pending());
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("response")
+}
+
+/// Headers and part of the body, then the connection is cut.
+fn reset_midway() -> Response<PodBody> {
+    let frames = futures::stream::iter([Ok(hyper::body::Frame::data(Bytes::from_static(b"partial answer")))]).chain(
+        futures::stream::once(async {
+            // Let the headers and the first bytes go out, then fail: an
+            // error from the body makes hyper abort the connection.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Err(std::io::Error::other("pod cut the connection"))
+        }),
+    );
+    Response::builder()
+        .header(header::CONTENT_LENGTH, 1000)
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("response")
+}
+
+/// A gRPC-style echo over HTTP/2: every length-prefixed message in the
+/// request is answered at once with "{pod}: {message}", then trailers
+/// `grpc-status: 0`. Request and response stream both ways.
+fn grpc_echo(pod: &str, req: Request<Incoming>) -> Response<PodBody> {
+    let pod = pod.to_string();
+    let version = req.version();
+    let (tx, rx) = tokio::sync::mpsc::channel::<hyper::body::Frame<Bytes>>(16);
+    tokio::spawn(async move {
+        let mut body = req.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                buf.extend_from_slice(d);
+            }
+            while buf.len() >= 5 {
+                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                if buf.len() < 5 + len {
+                    break;
+                }
+                let msg: Vec<u8> = buf.drain(..5 + len).skip(5).collect();
+                let reply = format!("{pod}: {}", String::from_utf8_lossy(&msg));
+                let mut out = vec![0u8];
+                out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+                out.extend_from_slice(reply.as_bytes());
+                if tx.send(hyper::body::Frame::data(Bytes::from(out))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = tx.send(hyper::body::Frame::trailers(trailers)).await;
+    });
+    let frames =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (Ok::<_, std::io::Error>(f), rx)) });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header("x-pod-http-version", format!("{version:?}"))
+        .body(BodyExt::boxed(StreamBody::new(frames)))
         .expect("response")
 }

@@ -36,6 +36,8 @@ pub struct Shared {
     pub requests: Mutex<Vec<String>>,
     /// Port-forward sessions opened so far.
     pub portforwards: AtomicUsize,
+    /// Port-forward sessions open now, per `(namespace, pod)`.
+    pub active: Mutex<HashMap<(String, String), usize>>,
     token: String,
     audit: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -90,6 +92,7 @@ impl FakeApiServer {
             forbidden: Mutex::new(HashSet::new()),
             requests: Mutex::new(Vec::new()),
             portforwards: AtomicUsize::new(0),
+            active: Mutex::new(HashMap::new()),
             token: "devingress-test-token".into(),
             audit: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
@@ -241,6 +244,11 @@ impl FakeApiServer {
     /// Number of port-forward sessions opened so far.
     pub fn portforward_count(&self) -> usize {
         self.shared.portforwards.load(Ordering::SeqCst)
+    }
+
+    /// Port-forward sessions open now to `namespace/pod`.
+    pub fn active_portforwards(&self, namespace: &str, pod: &str) -> usize {
+        self.shared.active.lock().unwrap().get(&(namespace.to_string(), pod.to_string())).copied().unwrap_or(0)
     }
 
     /// The requests received so far, as `METHOD /path?query`.

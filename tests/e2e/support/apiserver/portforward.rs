@@ -67,7 +67,9 @@ pub fn handle(
     let backend = shared.backends.lock().unwrap().get(&(ns.clone(), pod.clone(), port)).copied();
     // When the Pod is deleted its container stops, and the kubelet ends the stream.
     let events = shared.store.lock().unwrap().feed.subscribe();
+    let session = Session::open(shared.clone(), ns.clone(), pod.clone());
     let task = tokio::spawn(async move {
+        let _session = session;
         let Ok(upgraded) = on_upgrade.await else { return };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let gone = pod_deleted(events, ns, pod.clone());
@@ -85,6 +87,28 @@ pub fn handle(
         .header(header::SEC_WEBSOCKET_PROTOCOL, "v4.channel.k8s.io")
         .body(Empty::new().map_err(|n| match n {}).boxed())
         .expect("response")
+}
+
+/// Counts a session as open from its upgrade until its task ends.
+struct Session {
+    shared: Arc<Shared>,
+    key: (String, String),
+}
+
+impl Session {
+    fn open(shared: Arc<Shared>, namespace: String, pod: String) -> Self {
+        let key = (namespace, pod);
+        *shared.active.lock().unwrap().entry(key.clone()).or_default() += 1;
+        Session { shared, key }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(n) = self.shared.active.lock().unwrap().get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// Resolves when the Pod `namespace/name` is deleted.
