@@ -145,7 +145,7 @@ impl Spawner {
         let what =
             if namespace.is_empty() { resource.to_string() } else { format!("{resource} in namespace {namespace}") };
         self.tasks.spawn(async move {
-            let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+            let stream = watcher(api, watcher::Config::default()).backoff(RetryBackoff::default()).reflect(writer);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 match event {
@@ -164,6 +164,42 @@ impl Spawner {
     }
 }
 
+/// How watchers retry: 250 ms, doubling up to 5 s, back to the start after
+/// a success. kube-rs's default climbs to 30 s, which after a laptop sleep
+/// or a cluster restart would leave routes stale for up to half a minute;
+/// a local API server can take a retry every few seconds.
+#[derive(Debug, Clone)]
+pub struct RetryBackoff {
+    next: Duration,
+}
+
+impl RetryBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for RetryBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for RetryBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 fn namespaced_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -173,5 +209,20 @@ where
         vec![(Api::all(client.clone()), String::new())]
     } else {
         namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), ns.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn backoff_doubles_to_five_seconds_and_resets() {
+        let mut b = RetryBackoff::default();
+        let first: Vec<u64> = b.by_ref().take(7).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(first, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
     }
 }

@@ -494,3 +494,22 @@ async fn five_hundred_slow_clients_do_not_starve_a_normal_request() {
     let waiting = tokio::time::timeout(Duration::from_millis(100), slow[0].read(&mut buf)).await;
     assert!(waiting.is_err(), "a slow client is not answered before it finishes its headers");
 }
+
+#[tokio::test]
+async fn a_burst_never_has_more_upgrades_under_way_than_the_cap() {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 2).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    c.api.set_upgrade_delay(Duration::from_millis(50));
+    let d = Devingress::up(&c.kubeconfig, &["--max-concurrent-upgrades", "3"]).await;
+    assert!(routed(&d, "web.example.com").await);
+    // 40 requests at once need many new connections.
+    let burst: Vec<_> = (0..40).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap().status, 200);
+    }
+    assert!(c.api.portforward_count() > 6, "the burst opened connections ({})", c.api.portforward_count());
+    let most = c.api.max_concurrent_upgrades();
+    assert!((1..=3).contains(&most), "at most 3 upgrades at once, saw {most}");
+}

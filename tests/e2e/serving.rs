@@ -405,9 +405,10 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
 async fn api_server_outage_keeps_the_last_table_and_watches_resume() {
     let mut c = TestCluster::start().await;
     c.examples().await;
-    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let mut d = Devingress::up(&c.kubeconfig, &[]).await;
     assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);
     c.api.stop();
+    let outage = Instant::now();
     assert!(d.wait_log("serving the last known routes and retrying with backoff", SETTLE).await, "{}", d.log());
     // The table is still there: an unknown host still routes to the default
     // backend, and only the port-forward to its pod fails while the API
@@ -422,6 +423,9 @@ async fn api_server_outage_keeps_the_last_table_and_watches_resume() {
         json!({"rules": [{"host": "late.example.com", "http": {"paths": [
             {"pathType": "Prefix", "path": "/", "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
     );
+    // Ten seconds away, as in a cluster restart.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(outage.elapsed())).await;
+    assert!(d.running());
     c.api.restart().await;
     assert!(routed(&d, "late.example.com", "/", "bandicoot-0").await, "{}", d.log());
     assert!(routed(&d, "alpaca.example.com", "/", "alpaca-").await);

@@ -138,7 +138,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         ("watch", None) => watch(shared, ap, q),
         ("list", None) => list(&shared, &ap, &q),
         ("get", None) => get(&shared, &ap),
-        ("get", Some("portforward")) if ap.resource.plural == "pods" => super::portforward::handle(shared, ap, q, req),
+        ("get", Some("portforward")) if ap.resource.plural == "pods" => {
+            super::portforward::handle(shared, ap, q, req).await
+        }
         ("create", None) => create(&shared, &ap, &q, req).await,
         ("patch", Some("status")) => patch_status(&shared, &ap, &q, req).await,
         ("delete", None) => {

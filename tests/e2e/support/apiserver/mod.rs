@@ -38,6 +38,11 @@ pub struct Shared {
     pub portforwards: AtomicUsize,
     /// Port-forward sessions open now, per `(namespace, pod)`.
     pub active: Mutex<HashMap<(String, String), usize>>,
+    /// How long a port-forward upgrade takes before the 101 (the API
+    /// server's dial to the kubelet; ~10 ms on a real cluster, 0 here unless set).
+    pub upgrade_delay: Mutex<std::time::Duration>,
+    /// Upgrades in progress now, and the most there have been at once.
+    pub upgrading: Mutex<(usize, usize)>,
     token: String,
     audit: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -93,6 +98,8 @@ impl FakeApiServer {
             requests: Mutex::new(Vec::new()),
             portforwards: AtomicUsize::new(0),
             active: Mutex::new(HashMap::new()),
+            upgrade_delay: Mutex::new(std::time::Duration::ZERO),
+            upgrading: Mutex::new((0, 0)),
             token: "devingress-test-token".into(),
             audit: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
@@ -244,6 +251,16 @@ impl FakeApiServer {
     /// Number of port-forward sessions opened so far.
     pub fn portforward_count(&self) -> usize {
         self.shared.portforwards.load(Ordering::SeqCst)
+    }
+
+    /// Makes every port-forward upgrade take `delay` before it is answered.
+    pub fn set_upgrade_delay(&self, delay: std::time::Duration) {
+        *self.shared.upgrade_delay.lock().unwrap() = delay;
+    }
+
+    /// The most port-forward upgrades that were in progress at once.
+    pub fn max_concurrent_upgrades(&self) -> usize {
+        self.shared.upgrading.lock().unwrap().1
     }
 
     /// Port-forward sessions open now to `namespace/pod`.

@@ -26,7 +26,7 @@ use super::resources::{ApiPath, PODS};
 use super::store::{Event, Store};
 use tokio::sync::broadcast;
 
-pub fn handle(
+pub async fn handle(
     shared: Arc<Shared>,
     ap: ApiPath,
     q: BTreeMap<String, String>,
@@ -62,6 +62,16 @@ pub fn handle(
     let (Some(ws_key), true) = (key_header, offers_v4) else {
         return status_error(&shared, 400, "BadRequest", "Upgrade request required", None);
     };
+    let delay = *shared.upgrade_delay.lock().unwrap();
+    if !delay.is_zero() {
+        {
+            let mut u = shared.upgrading.lock().unwrap();
+            u.0 += 1;
+            u.1 = u.1.max(u.0);
+        }
+        tokio::time::sleep(delay).await;
+        shared.upgrading.lock().unwrap().0 -= 1;
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     shared.portforwards.fetch_add(1, Ordering::SeqCst);
     let backend = shared.backends.lock().unwrap().get(&(ns.clone(), pod.clone(), port)).copied();
