@@ -10,9 +10,11 @@ pub mod cluster;
 pub mod commands;
 pub mod kubeclient;
 pub mod listen;
+pub mod paths;
 pub mod progress;
 pub mod proxy;
 pub mod routes;
+pub mod tls;
 pub mod upstream;
 
 /// Makes ring the process-wide rustls crypto provider. Call it before any

@@ -94,6 +94,39 @@ pub struct HostGroup {
     pub default_backend: Option<DefaultRoute>,
 }
 
+/// A host listed in an Ingress's `spec.tls` (rules 17 to 19).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsHost {
+    /// The host pattern.
+    pub host: HostPattern,
+    /// The `kubernetes.io/tls` Secret named for it, in the Ingress's
+    /// namespace; `None` when `secretName` is empty.
+    pub secret: Option<SecretRef>,
+    /// Whether plain HTTP redirects to HTTPS (308), which is the default;
+    /// the annotation `nginx.ingress.kubernetes.io/ssl-redirect: "false"` turns it off.
+    pub redirect: bool,
+    /// The Ingress that lists it.
+    pub ingress: IngressKey,
+}
+
+/// `namespace/name` of a Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretRef {
+    /// The Secret's namespace.
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The annotation that turns off the HTTP to HTTPS redirect of `spec.tls` hosts.
+pub const SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+
 /// An Ingress that is not served, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
@@ -133,6 +166,8 @@ pub struct RouteTable {
     pub other_class: Vec<(IngressKey, String)>,
     /// Ingresses that are served (their status gets devingress's address).
     pub served: Vec<IngressKey>,
+    /// Hosts listed in `spec.tls` of served Ingresses, oldest Ingress first.
+    pub tls: Vec<TlsHost>,
     /// Problems that do not stop an Ingress from being served (conflicts,
     /// unsupported backends). Each names the Ingress.
     pub warnings: Vec<String>,
@@ -169,6 +204,16 @@ impl RouteTable {
             }
         }
         self.default_backend.as_ref().map(|d| RouteMatch { backend: &d.backend, ingress: &d.ingress })
+    }
+
+    /// The `spec.tls` entry for a normalised request host: the exact host,
+    /// else a wildcard that matches it.
+    pub fn tls_for(&self, host: &str) -> Option<&TlsHost> {
+        let exact = HostPattern::Exact(host.to_string());
+        self.tls
+            .iter()
+            .find(|t| t.host == exact)
+            .or_else(|| self.tls.iter().find(|t| matches!(t.host, HostPattern::Wildcard(_)) && t.host.matches(host)))
     }
 
     /// The host patterns that are served, as shown to users.
@@ -208,6 +253,7 @@ struct Contribution {
     key: IngressKey,
     paths: Vec<(HostPattern, PathRule, BackendSpec)>,
     hosts: Vec<HostPattern>,
+    tls: Vec<TlsHost>,
     default_backend: Option<BackendSpec>,
     has_rules: bool,
 }
@@ -257,6 +303,13 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     }
     table.ingress_count = contributions.len();
     table.served = contributions.iter().map(|c| c.key.clone()).collect();
+    for c in &contributions {
+        for t in &c.tls {
+            if !table.tls.iter().any(|have| have.host == t.host) {
+                table.tls.push(t.clone());
+            }
+        }
+    }
 
     // Share one Backend per Service port, so round-robin sees all its traffic.
     let mut shared: HashMap<(String, String, PortRef, Protocol), Arc<Backend>> = HashMap::new();
@@ -395,7 +448,27 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
             paths.push((host.clone(), rule, backend));
         }
     }
-    Ok(Contribution { key, paths, hosts, default_backend, has_rules: !rules.is_empty() })
+    let redirect = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SSL_REDIRECT_ANNOTATION))
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let mut tls = Vec::new();
+    for (i, entry) in spec.tls.as_deref().unwrap_or_default().iter().enumerate() {
+        let secret = entry
+            .secret_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|name| SecretRef { namespace: key.namespace.clone(), name: name.to_string() });
+        for (j, h) in entry.hosts.as_deref().unwrap_or_default().iter().enumerate() {
+            let host = HostPattern::parse(Some(h)).map_err(|e| skip(format!("spec.tls[{i}].hosts[{j}]"), e.to_string()))?;
+            if host != HostPattern::Any {
+                tls.push(TlsHost { host, secret: secret.clone(), redirect, ingress: key.clone() });
+            }
+        }
+    }
+    Ok(Contribution { key, paths, hosts, tls, default_backend, has_rules: !rules.is_empty() })
 }
 
 /// Checks a backend reference; an error gives the field below `backend` and the reason.
