@@ -13,6 +13,9 @@ use crate::kubeclient::KubeOptions;
 #[derive(Debug, Parser)]
 #[command(name = "devingress", version, about)]
 pub struct Cli {
+    /// Where devingress keeps its CA and certificates [default: the user's data dir].
+    #[arg(long, global = true, env = crate::paths::DATA_DIR_ENV, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +28,22 @@ pub enum Command {
     Up(UpArgs),
     /// Print the routing table the cluster produces right now, and the skipped Ingresses.
     Routes(RoutesArgs),
+    /// The local certificate authority that signs devingress's certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Install the local CA into the system's and browsers' trust stores.
+    Trust,
+    /// Remove the local CA from every trust store `trust` installed it in.
+    Untrust,
+}
+
+/// `devingress ca …`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the path of the CA certificate (PEM), and nothing else.
+    Path,
+    /// Print the CA's name, SHA-256 fingerprint, expiry and where it is trusted.
+    Show,
 }
 
 /// Settings of `devingress routes`.
@@ -75,6 +94,12 @@ pub struct UpArgs {
     /// The HTTP port [default: 80, or 8080 when 80 needs privileges or is taken].
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
+    /// The HTTPS port [default: 443, or 8443 when 443 needs privileges or is taken].
+    #[arg(long, value_name = "PORT")]
+    pub https_port: Option<u16>,
+    /// Serve plain HTTP only.
+    #[arg(long)]
+    pub no_https: bool,
     /// How long Ctrl-C waits for requests in flight to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,

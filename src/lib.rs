@@ -15,6 +15,7 @@ pub mod progress;
 pub mod proxy;
 pub mod routes;
 pub mod tls;
+pub mod truststore;
 pub mod upstream;
 
 /// Makes ring the process-wide rustls crypto provider. Call it before any

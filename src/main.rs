@@ -1,7 +1,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use devingress::cli::{Cli, Command};
+use devingress::cli::{CaCommand, Cli, Command};
 use devingress::commands;
 
 #[tokio::main]
@@ -15,9 +15,14 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let data_dir = cli.data_dir;
     let result = match cli.command {
-        Command::Up(args) => commands::up::run(args, shutdown_signal()).await,
+        Command::Up(args) => commands::up::run(args, data_dir, shutdown_signal()).await,
         Command::Routes(args) => commands::routes::run(args).await,
+        Command::Ca(CaCommand::Path) => commands::ca::path(data_dir),
+        Command::Ca(CaCommand::Show) => commands::ca::show(data_dir),
+        Command::Trust => commands::ca::trust(data_dir, true),
+        Command::Untrust => commands::ca::trust(data_dir, false),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -28,10 +28,7 @@ impl Paths {
     pub fn resolve(explicit: Option<PathBuf>) -> Result<Self, PathsError> {
         let data_dir = match explicit.or_else(|| std::env::var_os(DATA_DIR_ENV).map(PathBuf::from)) {
             Some(d) => d,
-            None => directories::ProjectDirs::from("dev", "devingress", "devingress")
-                .ok_or(PathsError::NoHome)?
-                .data_dir()
-                .to_path_buf(),
+            None => platform_data_dir().ok_or(PathsError::NoHome)?,
         };
         Ok(Paths { data_dir })
     }
@@ -57,6 +54,23 @@ impl Paths {
     }
 }
 
+/// The platform's per-user data directory for devingress, laid out as the
+/// `directories` crate would (`ProjectDirs::from("dev", "devingress",
+/// "devingress")`). Computed here because that crate pulls in an MPL-2.0
+/// (copyleft) dependency, and devingress takes none.
+fn platform_data_dir() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    if cfg!(target_os = "macos") {
+        return home.map(|h| h.join("Library/Application Support/dev.devingress.devingress"));
+    }
+    if cfg!(windows) {
+        return std::env::var_os("APPDATA")
+            .map(|a| PathBuf::from(a).join("devingress").join("devingress").join("data"));
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    xdg.or_else(|| home.map(|h| h.join(".local/share"))).map(|d| d.join("devingress"))
+}
+
 /// Creates `dir` (and parents) readable by the user only.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
@@ -73,7 +87,11 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 /// with mode 0600 when `secret`.
 pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -87,4 +105,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> io::Result<()> {
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_dir_wins_and_files_are_laid_out() {
+        let p = Paths::resolve(Some(PathBuf::from("/x/y"))).unwrap();
+        assert_eq!(p.ca_cert(), PathBuf::from("/x/y/ca/rootCA.pem"));
+        assert_eq!(p.ca_key(), PathBuf::from("/x/y/ca/rootCA-key.pem"));
+        assert_eq!(p.leaves_dir(), PathBuf::from("/x/y/certs"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_default_is_under_local_share() {
+        let d = platform_data_dir().unwrap();
+        assert!(d.ends_with("devingress"), "{}", d.display());
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_with_the_right_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.pem");
+        write_atomic(&f, b"one", true).unwrap();
+        write_atomic(&f, b"two", true).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
 }

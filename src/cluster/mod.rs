@@ -4,11 +4,13 @@
 
 mod class;
 mod health;
+mod secrets;
 mod snapshot;
 mod status;
 
 pub use class::ensure_class;
 pub use health::Health;
+pub use secrets::SecretWatch;
 pub use snapshot::Snapshot;
 pub use status::{ADDRESS, FIELD_MANAGER, StatusWriter};
 

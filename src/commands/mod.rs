@@ -1,6 +1,7 @@
 //! The subcommands, at the CLI edge: they wire the modules together and
 //! turn errors into messages with `anyhow` context.
 
+pub mod ca;
 pub mod routes;
 pub mod up;
 

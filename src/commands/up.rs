@@ -1,18 +1,22 @@
 //! `devingress up`: watch the cluster and serve its Ingresses.
 
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::UpArgs;
-use crate::cluster::{ClusterWatch, StatusWriter, ensure_class};
+use crate::cluster::{ClusterWatch, SecretWatch, StatusWriter, ensure_class};
 use crate::listen::{self, PortChoice};
+use crate::paths::Paths;
 use crate::progress::Progress;
 use crate::proxy::{self, Proxy};
-use crate::routes::{self, ClassPolicy, RouteTable, Target};
+use crate::routes::{self, ClassPolicy, RouteTable, SecretRef, Target};
+use crate::tls::{self, LeafStore, LocalCa, SecretCerts};
 use crate::upstream::{Key, Upstream};
 
 /// Bursts of watch events (the first list delivers one per object) are
@@ -23,7 +27,7 @@ const REBUILD_DELAY: Duration = Duration::from_millis(20);
 const STATUS_CLEANUP: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` resolves, then shuts down gracefully.
-pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     if !args.listen.is_loopback() {
         tracing::warn!(
             "listening on {}, which is not loopback: other machines can reach your cluster's Ingresses",
@@ -33,6 +37,22 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
     // Bind first: a port problem should end the run before anything else.
     let http_choice = PortChoice { explicit: args.http_port, default: 80, fallback: 8080, flag: "--http-port" };
     let listener = listen::bind(args.listen, http_choice).await.context("cannot serve HTTP")?;
+    let https = if args.no_https {
+        None
+    } else {
+        let choice = PortChoice { explicit: args.https_port, default: 443, fallback: 8443, flag: "--https-port" };
+        let listener = listen::bind(args.listen, choice).await.context("cannot serve HTTPS")?;
+        let paths = Paths::resolve(data_dir)?;
+        let (ca, created) = LocalCa::load_or_create(&paths).context("cannot set up the local CA")?;
+        if created {
+            tracing::info!("created the local CA {} at {}", ca.subject, paths.ca_cert().display());
+        }
+        if !crate::truststore::is_trusted(&ca) {
+            tracing::warn!("browsers do not trust the local CA yet: run `devingress trust` once");
+        }
+        Some((listener, Arc::new(LeafStore::new(Arc::new(ca), paths.leaves_dir()))))
+    };
+
     let (client, info) = super::connect(&args.cluster).await?;
     let watch = Arc::new(ClusterWatch::start(client.clone(), &args.cluster.namespaces, &info.server));
     let policy = args.class.policy();
@@ -44,13 +64,49 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
     let status =
         tokio::spawn(write_status(StatusWriter::new(client.clone()), watch.clone(), table_rx.clone(), stop_rx));
 
-    let upstream = Upstream::new(client, args.pool.settings());
+    let upstream = Upstream::new(client.clone(), args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
 
+    // One shutdown signal for every listener.
+    let (stop_tx, stop) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut servers = Vec::new();
+    let mut https_port = None;
+    if let Some((listener, leaves)) = https {
+        let addr = listener.local_addr()?;
+        https_port = Some(addr.port());
+        let secret_certs = Arc::new(RwLock::new(SecretCerts::default()));
+        tokio::spawn(follow_secrets(SecretWatch::new(client.clone()), table_rx.clone(), secret_certs.clone()));
+        let acceptor = tls::acceptor(table_rx.clone(), leaves, secret_certs);
+        let proxy = Arc::new(Proxy {
+            table: table_rx.clone(),
+            upstream: upstream.clone(),
+            health: Some(watch.health()),
+            proto: "https",
+            https_port: None,
+        });
+        tracing::info!("serving HTTPS on https://{addr}");
+        servers.push(tokio::spawn(proxy::serve(
+            listener,
+            Some(acceptor),
+            proxy,
+            stopped(stop.clone()),
+            args.shutdown_timeout,
+        )));
+    }
     let addr = listener.local_addr()?;
     tracing::info!("serving HTTP on http://{addr}");
-    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(watch.health()), proto: "http" });
-    proxy::serve(listener, proxy, shutdown, args.shutdown_timeout).await;
+    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(watch.health()), proto: "http", https_port });
+    servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
+    shutdown.await;
+    tracing::info!("shutting down: waiting up to {:?} for requests in flight", args.shutdown_timeout);
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
     let _ = stop_status.send(());
     if tokio::time::timeout(STATUS_CLEANUP, status).await.is_err() {
         tracing::warn!("could not remove devingress's address from Ingress statuses within {STATUS_CLEANUP:?}");
@@ -72,6 +128,39 @@ async fn build_tables(watch: Arc<ClusterWatch>, policy: ClassPolicy, table_tx: w
         }
         changed.notified().await;
         tokio::time::sleep(REBUILD_DELAY).await;
+    }
+}
+
+/// Watches the Secrets that `spec.tls` names and keeps their certificates
+/// current; says once what is wrong with each one that cannot be used.
+async fn follow_secrets(
+    mut secrets: SecretWatch,
+    mut table: watch::Receiver<Arc<RouteTable>>,
+    certs: Arc<RwLock<SecretCerts>>,
+) {
+    let changed = secrets.changed();
+    let mut said: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let t = table.borrow_and_update().clone();
+        let wanted: BTreeSet<SecretRef> = t.tls.iter().filter_map(|h| h.secret.clone()).collect();
+        secrets.set_wanted(&wanted);
+        let loaded = tls::secret::load(&t.tls, &secrets.snapshot(), time::OffsetDateTime::now_utc());
+        // A Secret not seen yet is not reported until its first list is in.
+        let now: BTreeSet<String> = loaded.problems.iter().cloned().collect();
+        for p in now.difference(&said) {
+            if !p.contains("does not exist") || t.synced {
+                tracing::warn!("{p}");
+            }
+        }
+        for host in loaded.by_host.keys() {
+            tracing::debug!("serving the Secret's certificate for {host}");
+        }
+        said = now;
+        *certs.write().expect("secret certs") = loaded;
+        tokio::select! {
+            r = table.changed() => if r.is_err() { return },
+            () = changed.notified() => {}
+        }
     }
 }
 

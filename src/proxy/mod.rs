@@ -23,6 +23,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::Health;
@@ -42,11 +43,20 @@ pub struct Proxy {
     pub health: Option<Arc<Health>>,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// The HTTPS port, when HTTPS is served: `spec.tls` hosts on the HTTP
+    /// listener are redirected there (rule 19).
+    pub https_port: Option<u16>,
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish for up to `grace`.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>, grace: Duration) {
+/// finish for up to `grace`. With `tls`, connections are TLS first.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,6 +66,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
         // A client that never finishes its headers is dropped (slowloris).
         .header_read_timeout(Duration::from_secs(30))
         .max_buf_size(256 * 1024);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -76,12 +87,33 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(handle(&proxy, peer, local_port, req).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         let span = tracing::debug_span!("conn", %peer);
         tokio::spawn(
             async move {
-                if let Err(e) = conn.await {
+                let result = match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = result {
                     tracing::debug!("connection ended with error: {e}");
                 }
             }
@@ -89,11 +121,13 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
         );
     }
     drop(listener);
-    tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing them");
     }
 }
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Routes and forwards one request. Never fails: problems become pages.
 pub async fn handle(
@@ -110,6 +144,15 @@ pub async fn handle(
     let host = host_value.as_deref().map(normalize_request_host).unwrap_or_default();
     let path = req.uri().path().to_string();
     let table = proxy.table.borrow().clone();
+    if let (Some(port), "http") = (proxy.https_port, proxy.proto) {
+        if table.tls_for(&host).is_some_and(|t| t.redirect) {
+            return pages::redirect_to_https(
+                &host,
+                port,
+                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            );
+        }
+    }
     let Some(matched) = table.route(&host, &path) else {
         if !table.synced {
             return pages::loading(proxy.health.as_ref().and_then(|h| h.problem()));

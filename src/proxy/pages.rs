@@ -65,3 +65,14 @@ pub fn unavailable(backend: &Backend) -> Response<ProxyBody> {
 pub fn bad_gateway(error: &crate::upstream::UpstreamError) -> Response<ProxyBody> {
     page(StatusCode::BAD_GATEWAY, "The upstream pod did not answer.", &error.to_string())
 }
+
+/// 308: a `spec.tls` host asked for over plain HTTP (rule 19).
+pub fn redirect_to_https(host: &str, https_port: u16, path_and_query: &str) -> Response<ProxyBody> {
+    let authority = if https_port == 443 { host.to_string() } else { format!("{host}:{https_port}") };
+    let location = format!("https://{authority}{path_and_query}");
+    let mut res = page(StatusCode::PERMANENT_REDIRECT, &format!("This host is served over HTTPS: {location}"), "");
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}

@@ -462,7 +462,8 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
             .filter(|s| !s.is_empty())
             .map(|name| SecretRef { namespace: key.namespace.clone(), name: name.to_string() });
         for (j, h) in entry.hosts.as_deref().unwrap_or_default().iter().enumerate() {
-            let host = HostPattern::parse(Some(h)).map_err(|e| skip(format!("spec.tls[{i}].hosts[{j}]"), e.to_string()))?;
+            let host =
+                HostPattern::parse(Some(h)).map_err(|e| skip(format!("spec.tls[{i}].hosts[{j}]"), e.to_string()))?;
             if host != HostPattern::Any {
                 tls.push(TlsHost { host, secret: secret.clone(), redirect, ingress: key.clone() });
             }

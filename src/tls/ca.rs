@@ -94,7 +94,10 @@ pub fn user_at_host() -> String {
         .ok()
         .or_else(|| std::env::var("COMPUTERNAME").ok())
         .or_else(|| {
-            std::process::Command::new("hostname").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            std::process::Command::new("hostname")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         })
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
@@ -110,7 +113,12 @@ fn random_serial() -> SerialNumber {
 }
 
 fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Subject CN and expiry of a DER certificate.
@@ -155,7 +163,11 @@ impl LocalCa {
         Self::from_parts(cert_pem, der, issuer).map(Some).map_err(invalid)
     }
 
-    fn from_parts(cert_pem: String, cert_der: CertificateDer<'static>, issuer: Issuer<'static, KeyPair>) -> Result<Self, String> {
+    fn from_parts(
+        cert_pem: String,
+        cert_der: CertificateDer<'static>,
+        issuer: Issuer<'static, KeyPair>,
+    ) -> Result<Self, String> {
         let (subject, not_after) = describe_cert(&cert_der).ok_or("its certificate does not parse")?;
         Ok(LocalCa { fingerprint: fingerprint(&cert_der), cert_pem, cert_der, subject, not_after, issuer })
     }
@@ -172,7 +184,8 @@ impl LocalCa {
         params.distinguished_name.push(DnType::OrganizationName, "devingress local CA");
         params.distinguished_name.push(DnType::OrganizationalUnitName, who);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + CA_LIFETIME;
@@ -203,7 +216,8 @@ impl LocalCa {
         let cert = params.signed_by(&key, &self.issuer).map_err(|e| mint(e.to_string()))?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = rustls::crypto::ring::default_provider();
-        let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider).map_err(|e| mint(e.to_string()))?;
+        let certified =
+            CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider).map_err(|e| mint(e.to_string()))?;
         Ok(Leaf {
             name: name.to_string(),
             cert_pem: cert.pem(),

@@ -51,14 +51,17 @@ pub fn certificate_for(secret: &Secret, host: &HostPattern, now: OffsetDateTime)
     let parsed = rustls::server::ParsedCertificate::try_from(&chain[0]).map_err(|e| format!("tls.crt: {e}"))?;
     let name = probe_name(host).ok_or("no host")?;
     let server_name = ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
-    rustls::client::verify_server_name(&parsed, &server_name).map_err(|_| format!("its certificate does not cover {host}"))?;
+    rustls::client::verify_server_name(&parsed, &server_name)
+        .map_err(|_| format!("its certificate does not cover {host}"))?;
     if let Some((_, not_after)) = super::ca::describe_cert(&chain[0]) {
         if not_after <= now {
             return Err(format!("its certificate expired on {}", not_after.date()));
         }
     }
     let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(chain, key, &provider).map(Arc::new).map_err(|e| format!("tls.key does not fit tls.crt: {e}"))
+    CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| format!("tls.key does not fit tls.crt: {e}"))
 }
 
 /// The certificates the `spec.tls` entries' Secrets give, with the problems.

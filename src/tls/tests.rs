@@ -20,7 +20,12 @@ fn temp_paths() -> (tempfile::TempDir, Paths) {
 }
 
 /// Verifies `leaf` for `name` against a root store holding only `ca`.
-fn verify(ca: &LocalCa, leaf: &rustls::sign::CertifiedKey, name: &str, at: OffsetDateTime) -> Result<(), rustls::Error> {
+fn verify(
+    ca: &LocalCa,
+    leaf: &rustls::sign::CertifiedKey,
+    name: &str,
+    at: OffsetDateTime,
+) -> Result<(), rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).unwrap();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -131,11 +136,19 @@ fn leaves_are_cached_on_disk_privately_and_renewed_before_expiry() {
 fn table_with(hosts: &[&str]) -> crate::routes::RouteTable {
     let rules: Vec<serde_json::Value> = hosts
         .iter()
-        .map(|h| json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}))
+        .map(|h| {
+            json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}})
+        })
         .collect();
-    let ing = serde_json::from_value(json!({"metadata": {"name": "i", "namespace": "default"}, "spec": {"rules": rules}})).unwrap();
-    crate::routes::build(&crate::cluster::Snapshot { ingresses: vec![Arc::new(ing)], synced: true, ..Default::default() })
+    let ing =
+        serde_json::from_value(json!({"metadata": {"name": "i", "namespace": "default"}, "spec": {"rules": rules}}))
+            .unwrap();
+    crate::routes::build(&crate::cluster::Snapshot {
+        ingresses: vec![Arc::new(ing)],
+        synced: true,
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -185,13 +198,21 @@ fn secret_certificates_are_checked() {
         (host("other.example.com"), good.clone(), "does not cover other.example.com"),
         (host("secure.example.com"), secret("Opaque", &leaf.cert_pem, &leaf.key_pem), "not kubernetes.io/tls"),
         (host("secure.example.com"), secret("kubernetes.io/tls", "garbage", &leaf.key_pem), "tls.crt"),
-        (host("secure.example.com"), secret("kubernetes.io/tls", &leaf.cert_pem, &ca.issue("x.test", now).unwrap().key_pem), "does not fit"),
+        (
+            host("secure.example.com"),
+            secret("kubernetes.io/tls", &leaf.cert_pem, &ca.issue("x.test", now).unwrap().key_pem),
+            "does not fit",
+        ),
     ];
     for (h, s, why) in cases {
         let certs = secret::load(&[h], &HashMap::from([(r.clone(), s)]), now);
         assert!(certs.by_host.is_empty());
         assert_eq!(certs.problems.len(), 1);
-        assert!(certs.problems[0].contains("TLS Secret default/tls") && certs.problems[0].contains(why), "{}", certs.problems[0]);
+        assert!(
+            certs.problems[0].contains("TLS Secret default/tls") && certs.problems[0].contains(why),
+            "{}",
+            certs.problems[0]
+        );
     }
     let missing = secret::load(&[host("secure.example.com")], &HashMap::new(), now);
     assert!(missing.problems[0].contains("does not exist"), "{:?}", missing.problems);

@@ -2,6 +2,7 @@
 
 mod controller;
 mod dataplane;
+mod https;
 mod replay;
 mod serving;
 mod support;

@@ -369,10 +369,18 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    if std::net::TcpListener::bind("127.0.0.1:8443").is_err() {
+        eprintln!("skipped: port 8443 is in use on this machine");
+        return;
+    }
     let mut child = Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", BIN, "up", "--kubeconfig"])
         .arg(&kubeconfig)
         .env("NO_COLOR", "1")
+        .env("DEVINGRESS_DATA_DIR", &data)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -399,6 +407,8 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
     assert!(log.contains("setcap cap_net_bind_service=+ep"), "{log}");
     assert!(log.contains("Using port 8080 instead"), "{log}");
     assert!(log.contains("serving HTTP on http://127.0.0.1:8080"), "{log}");
+    assert!(log.contains("binding 127.0.0.1:443 needs privileges"), "{log}");
+    assert!(log.contains("serving HTTPS on https://127.0.0.1:8443"), "{log}");
 }
 
 #[tokio::test]

@@ -17,18 +17,25 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_devingress");
 /// A running `devingress up`, killed when dropped.
 pub struct Devingress {
     child: Child,
+    /// The HTTP port.
     pub port: u16,
+    /// The HTTPS port, unless started with `--no-https`.
+    pub https_port: Option<u16>,
+    /// Its data directory (CA and certificates).
+    pub data_dir: std::path::PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Devingress {
     /// Starts `devingress up` on an ephemeral port and waits until it serves.
     pub async fn up(kubeconfig: &Path, extra: &[&str]) -> Self {
-        let mut args = vec!["up", "--http-port", "0"];
+        let mut args = vec!["up", "--http-port", "0", "--https-port", "0"];
         args.extend_from_slice(extra);
+        let data_dir = kubeconfig.parent().expect("kubeconfig in a directory").join("data");
         let mut child = Command::new(BIN)
             .args(&args)
             .env("KUBECONFIG", kubeconfig)
+            .env("DEVINGRESS_DATA_DIR", &data_dir)
             .env("RUST_LOG", "devingress=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -37,10 +44,14 @@ impl Devingress {
             .expect("spawn devingress");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (https_tx, mut https_rx) = tokio::sync::mpsc::unbounded_channel();
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving HTTPS on https://").nth(1) {
+                    let _ = https_tx.send(rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                }
                 if let Some(rest) = line.split("serving HTTP on http://").nth(1) {
                     let port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
                     let _ = tx.send(port);
@@ -55,7 +66,9 @@ impl Devingress {
                 panic!("devingress did not start serving ({other:?}); log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        Devingress { child, port, log }
+        // HTTPS is announced before HTTP.
+        let https_port = https_rx.try_recv().ok().flatten();
+        Devingress { child, port, https_port, data_dir, log }
     }
 
     /// The process id.
@@ -161,4 +174,9 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// Whether `program` is on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }

@@ -27,7 +27,7 @@ pub fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.replace("%2C", ",").replace("%2F", "/"))
+            (k.to_string(), v.replace("%2C", ",").replace("%2F", "/").replace("%3D", "=").replace("%3d", "="))
         })
         .collect()
 }
@@ -195,6 +195,24 @@ fn matches_scope(ap: &ApiPath, key_ns: &str) -> bool {
     ap.namespace.as_deref().is_none_or(|ns| ns == key_ns)
 }
 
+/// Whether an object passes a `fieldSelector` of `metadata.name=` /
+/// `metadata.namespace=` terms (with `==` and `!=`), as the API server
+/// supports for every resource.
+fn fields_match(q: &BTreeMap<String, String>, obj: &Value) -> bool {
+    let Some(sel) = q.get("fieldSelector").filter(|s| !s.is_empty()) else { return true };
+    sel.split(',').all(|term| {
+        let (field, want, equal) = if let Some((f, v)) = term.split_once("!=") {
+            (f, v, false)
+        } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            (f, v, true)
+        } else {
+            return false;
+        };
+        let got = obj.pointer(&format!("/{}", field.replace('.', "/"))).and_then(Value::as_str).unwrap_or("");
+        (got == want) == equal
+    })
+}
+
 fn list(shared: &Shared, ap: &ApiPath, q: &BTreeMap<String, String>) -> Response<Body> {
     let store = shared.store.lock().unwrap();
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -235,7 +253,7 @@ fn list(shared: &Shared, ap: &ApiPath, q: &BTreeMap<String, String>) -> Response
     let all: Vec<(String, &Value)> = store
         .objects
         .iter()
-        .filter(|((plural, ns, _), _)| *plural == ap.resource.plural && matches_scope(ap, ns))
+        .filter(|((plural, ns, _), v)| *plural == ap.resource.plural && matches_scope(ap, ns) && fields_match(q, v))
         .map(|((_, ns, name), v)| (format!("/{ns}/{name}").replace("//", "/"), v))
         .filter(|(k, _)| start.is_empty() || k.as_str() > start.as_str())
         .collect();
@@ -282,7 +300,9 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
         store
             .objects
             .iter()
-            .filter(|((plural, ns, _), _)| *plural == ap.resource.plural && matches_scope(&ap, ns))
+            .filter(|((plural, ns, _), v)| {
+                *plural == ap.resource.plural && matches_scope(&ap, ns) && fields_match(&q, v)
+            })
             .map(|(_, v)| watch_line("ADDED", &Store::with_type(&ap.resource, v)))
             .collect()
     };
@@ -316,7 +336,7 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
         }
     }
     drop(store);
-    let task = tokio::spawn(pump_watch(ap.clone(), tx, initial, live, ends_at_once, timeout));
+    let task = tokio::spawn(pump_watch(ap.clone(), q.clone(), tx, initial, live, ends_at_once, timeout));
     shared.track(task.abort_handle());
     let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
@@ -328,6 +348,7 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
 
 async fn pump_watch(
     ap: ApiPath,
+    q: BTreeMap<String, String>,
     tx: mpsc::Sender<Bytes>,
     initial: Vec<Bytes>,
     mut live: broadcast::Receiver<Event>,
@@ -347,7 +368,7 @@ async fn pump_watch(
     loop {
         tokio::select! {
             ev = live.recv() => match ev {
-                Ok(ev) if ev.resource == ap.resource && matches_scope(&ap, &ev.namespace) => {
+                Ok(ev) if ev.resource == ap.resource && matches_scope(&ap, &ev.namespace) && fields_match(&q, &ev.object) => {
                     if tx.send(watch_line(ev.kind, &ev.object)).await.is_err() {
                         return;
                     }

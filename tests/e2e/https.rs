@@ -1,0 +1,405 @@
+//! HTTPS: minted certificates trusted through the local CA, HTTP/2 and
+//! HTTP/1.1, Secret certificates, the 308 redirect, `curl --cacert`, the
+//! `ca` commands, and `trust`/`untrust` against a temporary store layout.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+use crate::support::apiserver::resources::{INGRESSES, SECRETS};
+use crate::support::cluster::TestCluster;
+use crate::support::devingress::{BIN, Devingress, eventually, get};
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn roots_from_pem(pem: &str) -> rustls::RootCertStore {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// Connects with TLS to devingress's HTTPS port, offering `alpn`, trusting only `roots`.
+async fn connect(
+    port: u16,
+    sni: &str,
+    roots: rustls::RootCertStore,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+}
+
+/// GET over an established TLS stream, by the negotiated protocol; returns (version, body).
+async fn get_over(
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    host: &str,
+    path: &str,
+) -> (String, String) {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let res = if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("https://{host}{path}")).body(Empty::<Bytes>::new()).unwrap();
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(path).header("host", host).body(Empty::<Bytes>::new()).unwrap();
+        send.send_request(req).await.unwrap()
+    };
+    let version = format!("{:?}", res.version());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (version, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn ca_pem(d: &Devingress) -> String {
+    std::fs::read_to_string(d.data_dir.join("ca/rootCA.pem")).expect("CA written")
+}
+
+#[tokio::test]
+async fn https_over_http2_and_http1_with_a_certificate_from_the_local_ca() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.expect("serves HTTPS");
+    assert!(eventually(SETTLE, || async { get(d.port, "alpaca.example.com", "/").await.status == 200 }).await);
+    for (alpn, version) in [(&b"h2"[..], "HTTP/2.0"), (&b"http/1.1"[..], "HTTP/1.1")] {
+        let tls = connect(port, "alpaca.example.com", roots_from_pem(&ca_pem(&d)), &[alpn])
+            .await
+            .expect("handshake verifies");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        let (v, body) = get_over(tls, "alpaca.example.com", "/secure").await;
+        assert_eq!(v, version);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(body["pod"].as_str().unwrap().starts_with("alpaca-"), "{body}");
+        assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+        assert_eq!(body["headers"]["x-forwarded-port"], port.to_string());
+    }
+    // A name without a route gets no certificate: the handshake fails cleanly.
+    let refused = connect(port, "www.example.org", roots_from_pem(&ca_pem(&d)), &[b"h2"]).await;
+    assert!(refused.is_err());
+    // Another client trusting only some other root refuses our certificate.
+    let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+    assert!(connect(port, "alpaca.example.com", roots_from_pem(&other.cert.pem()), &[b"h2"]).await.is_err());
+    assert_eq!(get(d.port, "bandicoot.example.com", "/").await.status, 200, "still serving");
+    assert!(d.log().contains("minted a certificate for alpaca.example.com"), "{}", d.log());
+}
+
+fn tls_secret(c: &TestCluster, name: &str, cert_pem: &str, key_pem: &str) {
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    c.api.apply(
+        SECRETS,
+        json!({"metadata": {"name": name, "namespace": "default"}, "type": "kubernetes.io/tls",
+               "data": {"tls.crt": b(cert_pem), "tls.key": b(key_pem)}}),
+    );
+}
+
+fn tls_ingress(c: &TestCluster, name: &str, host: &str, secret: &str, annotations: serde_json::Value) {
+    c.api.apply(
+        INGRESSES,
+        json!({"metadata": {"name": name, "namespace": "default", "annotations": annotations},
+               "spec": {"tls": [{"hosts": [host], "secretName": secret}],
+                        "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}}),
+    );
+}
+
+/// A CA of the test's own and a leaf it signed for `host`.
+fn own_ca_leaf(host: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "test secret CA");
+    let ca_cert = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn ingress_tls_secrets_are_served_and_bad_ones_fall_back() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let (own_ca, cert, key) = own_ca_leaf("secure.example.com");
+    tls_secret(&c, "secure-tls", &cert, &key);
+    tls_ingress(&c, "secure", "secure.example.com", "secure-tls", json!({}));
+    let (_, wrong_cert, wrong_key) = own_ca_leaf("someone.else.test");
+    tls_secret(&c, "wrong-tls", &wrong_cert, &wrong_key);
+    tls_ingress(&c, "mismatch", "mismatch.example.com", "wrong-tls", json!({}));
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    // The Secret's own certificate: a client trusting only the Secret's CA connects.
+    assert!(
+        eventually(SETTLE, || async {
+            connect(port, "secure.example.com", roots_from_pem(&own_ca), &[b"h2"]).await.is_ok()
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    let tls = connect(port, "secure.example.com", roots_from_pem(&own_ca), &[b"http/1.1"]).await.unwrap();
+    let (_, body) = get_over(tls, "secure.example.com", "/").await;
+    assert!(body.contains("bandicoot-0"), "{body}");
+    // The mismatched Secret: a minted certificate, and one warning naming it.
+    let tls =
+        connect(port, "mismatch.example.com", roots_from_pem(&ca_pem(&d)), &[b"h2"]).await.expect("minted fallback");
+    drop(tls);
+    let needle = "TLS Secret default/wrong-tls (Ingress default/mismatch) cannot be used for mismatch.example.com: its certificate does not cover";
+    assert!(d.wait_log(needle, SETTLE).await, "{}", d.log());
+    // The watch follows the Secret: fixing it switches the certificate.
+    let (fixed_ca, fixed_cert, fixed_key) = own_ca_leaf("mismatch.example.com");
+    tls_secret(&c, "wrong-tls", &fixed_cert, &fixed_key);
+    assert!(
+        eventually(SETTLE, || async {
+            connect(port, "mismatch.example.com", roots_from_pem(&fixed_ca), &[b"h2"]).await.is_ok()
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.log().matches(needle).count(), 1);
+    // Only the referenced Secrets were asked for, by name.
+    let secret_requests: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/secrets")).collect();
+    assert!(!secret_requests.is_empty());
+    assert!(secret_requests.iter().all(|r| r.contains("fieldSelector=metadata.name")), "{secret_requests:?}");
+}
+
+#[tokio::test]
+async fn tls_hosts_redirect_http_to_https_unless_opted_out() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    tls_ingress(&c, "secure", "secure.example.com", "", json!({}));
+    tls_ingress(&c, "plain", "plain.example.com", "", json!({"nginx.ingress.kubernetes.io/ssl-redirect": "false"}));
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    assert!(eventually(SETTLE, || async { get(d.port, "secure.example.com", "/a?b=c").await.status == 308 }).await);
+    let a = get(d.port, "secure.example.com", "/a?b=c").await;
+    assert_eq!(a.headers["location"], format!("https://secure.example.com:{port}/a?b=c"));
+    assert_eq!(get(d.port, "plain.example.com", "/").await.pod().as_deref(), Some("bandicoot-0"));
+    assert_eq!(get(d.port, "alpaca.example.com", "/").await.status, 200, "hosts without spec.tls are not redirected");
+    // Over HTTPS the same host is served, not redirected.
+    let tls = connect(port, "secure.example.com", roots_from_pem(&ca_pem(&d)), &[b"h2"]).await.unwrap();
+    let (_, body) = get_over(tls, "secure.example.com", "/").await;
+    assert!(body.contains("bandicoot-0"), "{body}");
+}
+
+#[tokio::test]
+async fn curl_with_cacert_against_the_running_binary() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    assert!(eventually(SETTLE, || async { get(d.port, "alpaca.example.com", "/").await.status == 200 }).await);
+    let ca = d.data_dir.join("ca/rootCA.pem");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(&ca)
+        .args(["--resolve", &format!("alpaca.example.com:{port}:127.0.0.1")])
+        .arg(format!("https://alpaca.example.com:{port}/via-curl"))
+        .output()
+        .await
+        .expect("curl is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"pod\":\"alpaca-") && stdout.contains("/via-curl"), "{stdout}");
+}
+
+#[tokio::test]
+async fn ca_path_prints_only_the_path_and_show_prints_the_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["ca", "path"])
+        .env("DEVINGRESS_DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let path = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(path, format!("{}\n", dir.path().join("ca/rootCA.pem").display()));
+    let pem = std::fs::read_to_string(path.trim()).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    let out = tokio::process::Command::new(BIN)
+        .args(["ca", "show"])
+        .env("DEVINGRESS_DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("name:        devingress local CA "), "{text}");
+    let fp = text.lines().find(|l| l.starts_with("SHA-256:")).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(fp.len(), 95, "{fp}");
+    assert!(text.contains("expires:     20"), "{text}");
+}
+
+/// Every file under `root`, with its bytes (or symlink target).
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.file_type().is_symlink() {
+                out.push((p.clone(), std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.is_dir() {
+            copy_tree(&e.path(), &target);
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn trust_installs_into_a_copy_of_the_system_store_and_untrust_restores_it_byte_for_byte() {
+    if !Path::new("/usr/sbin/update-ca-certificates").exists() || !Path::new("/usr/share/ca-certificates").is_dir() {
+        eprintln!("skipped: needs Debian's ca-certificates layout");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    copy_tree(Path::new("/usr/share/ca-certificates"), &root.join("usr/share/ca-certificates"));
+    std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+    std::fs::create_dir_all(root.join("etc/ca-certificates/update.d")).unwrap();
+    std::fs::create_dir_all(root.join("usr/local/share/ca-certificates")).unwrap();
+    std::fs::copy("/etc/ca-certificates.conf", root.join("etc/ca-certificates.conf")).unwrap();
+    // The layout as update-ca-certificates leaves it.
+    let dirs = |r: &Path| {
+        vec![
+            "--certsconf".to_string(),
+            r.join("etc/ca-certificates.conf").display().to_string(),
+            "--certsdir".into(),
+            r.join("usr/share/ca-certificates").display().to_string(),
+            "--localcertsdir".into(),
+            r.join("usr/local/share/ca-certificates").display().to_string(),
+            "--etccertsdir".into(),
+            r.join("etc/ssl/certs").display().to_string(),
+            "--hooksdir".into(),
+            r.join("etc/ca-certificates/update.d").display().to_string(),
+        ]
+    };
+    let st = std::process::Command::new("update-ca-certificates").args(dirs(&root)).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let before = snapshot(&root);
+    let data = dir.path().join("data");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("DEVINGRESS_DATA_DIR", &data)
+            .env("DEVINGRESS_TRUST_ROOT", &root)
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = run(&["trust"]);
+    let ca = std::fs::read_to_string(data.join("ca/rootCA.pem")).unwrap();
+    let bundle = std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    let body: String = ca.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(bundle.lines().collect::<String>().contains(&body), "the bundle holds the CA");
+    assert!(said.contains("system trust store (update-ca-certificates): wrote"), "{said}");
+    assert!(said.contains("usr/local/share/ca-certificates/devingress_"), "{said}");
+    assert!(run(&["ca", "show"]).contains("system trust store (update-ca-certificates) (trusted)"));
+    // Again: nothing to do.
+    assert!(run(&["trust"]).contains("nothing to do"));
+    let said = run(&["untrust"]);
+    assert!(said.contains("removed"), "{said}");
+    let after = snapshot(&root);
+    let differ: Vec<String> = before
+        .iter()
+        .map(|(p, _)| p)
+        .chain(after.iter().map(|(p, _)| p))
+        .filter(|p| {
+            before.iter().find(|(q, _)| q == *p).map(|x| &x.1) != after.iter().find(|(q, _)| q == *p).map(|x| &x.1)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(differ.is_empty(), "untrust restores the store byte for byte; these differ: {differ:?}");
+}
+
+#[tokio::test]
+async fn trust_and_untrust_an_nss_database() {
+    if !crate::support::devingress::on_path("certutil") {
+        eprintln!("skipped: certutil (libnss3-tools) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let st = std::process::Command::new("certutil")
+        .args(["-N", "--empty-password", "-d"])
+        .arg(format!("sql:{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let list = || {
+        let out = std::process::Command::new("certutil")
+            .args(["-L", "-d"])
+            .arg(format!("sql:{}", db.display()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("DEVINGRESS_DATA_DIR", dir.path().join("data"))
+            .env("DEVINGRESS_TRUST_ROOT", dir.path().join("no-system-store"))
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = run(&["trust"]);
+    assert!(said.contains("NSS databases (Firefox, Chrome): added devingress_"), "{said}");
+    assert!(list().contains("devingress_"), "{}", list());
+    let said = run(&["untrust"]);
+    assert!(said.contains("removed devingress_"), "{said}");
+    assert!(!list().contains("devingress_"), "{}", list());
+}
