@@ -9,10 +9,6 @@ use crate::tls::LocalCa;
 /// The user's Root certificate store.
 pub struct UserRoot;
 
-fn thumbprint(ca: &LocalCa) -> String {
-    ca.fingerprint.replace(':', "")
-}
-
 impl TrustStore for UserRoot {
     fn name(&self) -> String {
         "Windows user Root store".into()
@@ -35,7 +31,6 @@ impl TrustStore for UserRoot {
         if !self.contains(ca, ca_path) {
             return Ok(Outcome::Unchanged("the user Root store does not hold it".into()));
         }
-        let _ = thumbprint(ca);
         run("certutil", &["-user", "-delstore", "Root", &ca.subject])?;
         Ok(Outcome::Changed(format!("removed {} from the user Root store", ca.subject)))
     }

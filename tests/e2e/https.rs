@@ -101,6 +101,13 @@ async fn https_over_http2_and_http1_with_a_certificate_from_the_local_ca() {
     assert!(connect(port, "alpaca.example.com", roots_from_pem(&other.cert.pem()), &[b"h2"]).await.is_err());
     assert_eq!(get(d.port, "bandicoot.example.com", "/").await.status, 200, "still serving");
     assert!(d.log().contains("minted a certificate for alpaca.example.com"), "{}", d.log());
+    // The CA is in no store of this test: `up` said so, once.
+    assert_eq!(
+        d.log().matches("browsers do not trust the local CA yet: run `devingress trust` once").count(),
+        1,
+        "{}",
+        d.log()
+    );
 }
 
 fn tls_secret(c: &TestCluster, name: &str, cert_pem: &str, key_pem: &str) {

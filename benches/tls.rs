@@ -1,0 +1,117 @@
+//! The HTTPS listener, measured: new TLS connections per second (OpenSSL's
+//! `s_time`), and requests/s over kept-alive HTTP/2 with TLS next to the
+//! same load over cleartext HTTP/2 (h2load, Debian's `nghttp2-client`), all
+//! through devingress to one pod via the fake API server. It also prints a
+//! `curl -v` session and an `openssl s_client` summary against a minted
+//! certificate. Run: `cargo bench --bench tls` (`BENCH_SECONDS` per row).
+
+#[path = "../tests/e2e/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::cluster::TestCluster;
+use support::devingress::{Devingress, get};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("tool installed (openssl, curl, h2load)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn h2load(url: &str, seconds: u32, clients: u32, streams: u32) -> (f64, String) {
+    let text = run(Command::new("h2load").args([
+        "-D",
+        &seconds.to_string(),
+        "-c",
+        &clients.to_string(),
+        "-m",
+        &streams.to_string(),
+        "-H",
+        ":authority: alpaca.example.com",
+        url,
+    ]));
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::NAN);
+    let status = text.lines().find(|l| l.starts_with("requests:")).unwrap_or("").to_string();
+    (rps, status)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = TestCluster::start().await;
+        c.examples().await;
+        let d = Devingress::up(&c.kubeconfig, &[]).await;
+        for _ in 0..500 {
+            if get(d.port, "alpaca.example.com", "/").await.status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (http, https) = (d.port, d.https_port.expect("HTTPS"));
+        let ca = d.data_dir.join("ca/rootCA.pem");
+        let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        tokio::task::spawn_blocking(move || {
+            println!("== curl -v against a minted certificate");
+            let session = run(Command::new("curl")
+                .args(["-sv", "-o", "/dev/null", "--cacert"])
+                .arg(&ca)
+                .args(["--resolve", &format!("alpaca.example.com:{https}:127.0.0.1")])
+                .arg(format!("https://alpaca.example.com:{https}/")));
+            for line in session.lines().filter(|l| l.starts_with('*') || l.starts_with('<') || l.starts_with('>')) {
+                println!("{line}");
+            }
+            println!("\n== openssl s_client -brief");
+            let brief = run(Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-brief",
+                    "-connect",
+                    &format!("127.0.0.1:{https}"),
+                    "-servername",
+                    "alpaca.example.com",
+                    "-CAfile",
+                ])
+                .arg(&ca)
+                .stdin(std::process::Stdio::null()));
+            println!("{}", brief.trim());
+
+            println!("\n== new TLS connections per second (openssl s_time -new, {seconds}s, one client, TLS 1.3)");
+            let st = run(Command::new("openssl").args([
+                "s_time",
+                "-connect",
+                &format!("127.0.0.1:{https}"),
+                "-new",
+                "-time",
+                &seconds.to_string(),
+            ]));
+            for line in st.lines().filter(|l| l.contains("connections")) {
+                println!("{line}");
+            }
+
+            println!("\n== requests/s, h2load, {seconds}s per row, GET / through devingress to one pod");
+            println!("{:<40} {:>8} {:>8} {:>10} {:>8}  requests", "row", "clients", "streams", "req/s", "vs h2c");
+            for (clients, streams) in [(1, 1), (32, 10)] {
+                let (base, base_status) = h2load(&format!("http://127.0.0.1:{http}/"), seconds, clients, streams);
+                let (tls, tls_status) = h2load(&format!("https://127.0.0.1:{https}/"), seconds, clients, streams);
+                println!(
+                    "{:<40} {clients:>8} {streams:>8} {base:>10.0} {:>7.2}x  {base_status}",
+                    "cleartext HTTP/2 (h2c), kept alive", 1.0
+                );
+                println!(
+                    "{:<40} {clients:>8} {streams:>8} {tls:>10.0} {:>7.2}x  {tls_status}",
+                    "HTTP/2 over TLS, kept alive",
+                    tls / base
+                );
+            }
+        })
+        .await
+        .unwrap();
+    });
+}
