@@ -3,6 +3,7 @@
 mod controller;
 mod dataplane;
 mod https;
+mod real_cluster;
 mod replay;
 mod serving;
 mod support;
