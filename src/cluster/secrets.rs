@@ -24,6 +24,8 @@ pub struct SecretWatch {
     changed: Arc<Notify>,
     /// Secrets whose watch failed, said once each.
     warned: Arc<Mutex<HashSet<SecretRef>>>,
+    /// Secrets whose first list is done: absent now means absent.
+    listed: Arc<Mutex<HashSet<SecretRef>>>,
 }
 
 impl SecretWatch {
@@ -35,7 +37,14 @@ impl SecretWatch {
             secrets: Arc::new(Mutex::new(HashMap::new())),
             changed: Arc::new(Notify::new()),
             warned: Arc::new(Mutex::new(HashSet::new())),
+            listed: Arc::new(Mutex::new(HashSet::new())),
         }
+    }
+
+    /// Whether the Secret's first list has completed, so that its absence
+    /// (or its content) is known rather than not loaded yet.
+    pub fn is_listed(&self, r: &SecretRef) -> bool {
+        self.listed.lock().expect("listed").contains(r)
     }
 
     /// Signalled when a watched Secret changes.
@@ -57,6 +66,7 @@ impl SecretWatch {
             }
             self.secrets.lock().expect("secrets").remove(&r);
             self.warned.lock().expect("warned").remove(&r);
+            self.listed.lock().expect("listed").remove(&r);
         }
         for r in wanted {
             if self.tasks.contains_key(r) {
@@ -64,8 +74,8 @@ impl SecretWatch {
             }
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &r.namespace);
             let config = watcher::Config::default().fields(&format!("metadata.name={}", r.name));
-            let (secrets, changed, warned, r2) =
-                (self.secrets.clone(), self.changed.clone(), self.warned.clone(), r.clone());
+            let (secrets, changed, warned, listed, r2) =
+                (self.secrets.clone(), self.changed.clone(), self.warned.clone(), self.listed.clone(), r.clone());
             let task = tokio::spawn(async move {
                 let stream = watcher(api, config).backoff(RetryBackoff::default());
                 futures::pin_mut!(stream);
@@ -75,14 +85,13 @@ impl SecretWatch {
                     match event {
                         Ok(watcher::Event::Init) => listing = None,
                         Ok(watcher::Event::InitApply(s)) => listing = Some(Arc::new(s)),
-                        Ok(watcher::Event::InitDone) => match listing.take() {
-                            Some(s) => {
-                                map.insert(r2.clone(), s);
-                            }
-                            None => {
-                                map.remove(&r2);
-                            }
-                        },
+                        Ok(watcher::Event::InitDone) => {
+                            match listing.take() {
+                                Some(s) => map.insert(r2.clone(), s),
+                                None => map.remove(&r2),
+                            };
+                            listed.lock().expect("listed").insert(r2.clone());
+                        }
                         Ok(watcher::Event::Apply(s)) => {
                             map.insert(r2.clone(), Arc::new(s));
                         }

@@ -145,12 +145,11 @@ async fn follow_secrets(
         let wanted: BTreeSet<SecretRef> = t.tls.iter().filter_map(|h| h.secret.clone()).collect();
         secrets.set_wanted(&wanted);
         let loaded = tls::secret::load(&t.tls, &secrets.snapshot(), time::OffsetDateTime::now_utc());
-        // A Secret not seen yet is not reported until its first list is in.
-        let now: BTreeSet<String> = loaded.problems.iter().cloned().collect();
+        // A Secret is judged once its first list is in, not before.
+        let now: BTreeSet<String> =
+            loaded.problems.iter().filter(|(r, _)| secrets.is_listed(r)).map(|(_, p)| p.clone()).collect();
         for p in now.difference(&said) {
-            if !p.contains("does not exist") || t.synced {
-                tracing::warn!("{p}");
-            }
+            tracing::warn!("{p}");
         }
         for host in loaded.by_host.keys() {
             tracing::debug!("serving the Secret's certificate for {host}");

@@ -20,7 +20,7 @@ pub struct SecretCerts {
     /// Usable certificates.
     pub by_host: HashMap<HostPattern, Arc<CertifiedKey>>,
     /// One line per Secret that could not be used, naming it.
-    pub problems: Vec<String>,
+    pub problems: Vec<(SecretRef, String)>,
 }
 
 /// A name the certificate must cover for `host`: the host itself, or a
@@ -77,9 +77,12 @@ pub fn load(tls: &[TlsHost], secrets: &HashMap<SecretRef, Arc<Secret>>, now: Off
             Ok(cert) => {
                 out.by_host.insert(t.host.clone(), cert);
             }
-            Err(why) => out.problems.push(format!(
-                "TLS Secret {r} (Ingress {}) cannot be used for {}: {why}; serving a devingress certificate instead",
-                t.ingress, t.host
+            Err(why) => out.problems.push((
+                r.clone(),
+                format!(
+                    "TLS Secret {r} (Ingress {}) cannot be used for {}: {why}; serving a devingress certificate instead",
+                    t.ingress, t.host
+                ),
             )),
         }
     }

@@ -208,14 +208,12 @@ fn secret_certificates_are_checked() {
         let certs = secret::load(&[h], &HashMap::from([(r.clone(), s)]), now);
         assert!(certs.by_host.is_empty());
         assert_eq!(certs.problems.len(), 1);
-        assert!(
-            certs.problems[0].contains("TLS Secret default/tls") && certs.problems[0].contains(why),
-            "{}",
-            certs.problems[0]
-        );
+        let (secret, text) = &certs.problems[0];
+        assert_eq!(secret, &r);
+        assert!(text.contains("TLS Secret default/tls") && text.contains(why), "{text}");
     }
     let missing = secret::load(&[host("secure.example.com")], &HashMap::new(), now);
-    assert!(missing.problems[0].contains("does not exist"), "{:?}", missing.problems);
+    assert!(missing.problems[0].1.contains("does not exist"), "{:?}", missing.problems);
     let expired = secret::load(&[host("secure.example.com")], &HashMap::from([(r, good)]), now + Duration::days(100));
-    assert!(expired.problems[0].contains("expired"), "{:?}", expired.problems);
+    assert!(expired.problems[0].1.contains("expired"), "{:?}", expired.problems);
 }

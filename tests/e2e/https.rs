@@ -185,6 +185,8 @@ async fn ingress_tls_secrets_are_served_and_bad_ones_fall_back() {
         d.log()
     );
     assert_eq!(d.log().matches(needle).count(), 1);
+    // A sound Secret is never reported, not even before its first list is in.
+    assert!(!d.log().contains("TLS Secret default/secure-tls"), "{}", d.log());
     // Only the referenced Secrets were asked for, by name.
     let secret_requests: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/secrets")).collect();
     assert!(!secret_requests.is_empty());
