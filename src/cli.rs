@@ -100,6 +100,12 @@ pub struct UpArgs {
     /// Serve plain HTTP only.
     #[arg(long)]
     pub no_https: bool,
+    /// The port of the DNS server that answers for served hosts (UDP and TCP, on loopback).
+    #[arg(long, value_name = "PORT")]
+    pub dns_port: Option<u16>,
+    /// Do not answer DNS.
+    #[arg(long)]
+    pub no_dns: bool,
     /// How long Ctrl-C waits for requests in flight to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,

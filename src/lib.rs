@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod dns;
 pub mod kubeclient;
 pub mod listen;
 pub mod paths;

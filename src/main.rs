@@ -7,7 +7,9 @@ use devingress::commands;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     devingress::install_crypto_provider();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,devingress=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,devingress=info,hickory_server=error,hickory_net=error,hickory_proto=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

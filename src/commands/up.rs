@@ -64,6 +64,24 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     let status =
         tokio::spawn(write_status(StatusWriter::new(client.clone()), watch.clone(), table_rx.clone(), stop_rx));
 
+    // DNS for served hosts; a port the user chose must work, the default may not.
+    let _dns = if args.no_dns {
+        None
+    } else {
+        match crate::dns::serve(args.dns_port.unwrap_or(crate::dns::DEFAULT_PORT), table_rx.clone()).await {
+            Ok(server) => {
+                let addrs: Vec<String> = server.addrs.iter().map(|a| a.to_string()).collect();
+                tracing::info!("answering DNS for served hosts on {} (UDP and TCP)", addrs.join(" and "));
+                Some(server)
+            }
+            Err(e) if args.dns_port.is_none() => {
+                tracing::warn!("{e}");
+                None
+            }
+            Err(e) => return Err(e).context("cannot serve DNS"),
+        }
+    };
+
     let upstream = Upstream::new(client.clone(), args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
 

@@ -2,6 +2,7 @@
 
 mod controller;
 mod dataplane;
+mod dns;
 mod https;
 mod real_cluster;
 mod replay;

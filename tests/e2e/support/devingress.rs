@@ -21,6 +21,8 @@ pub struct Devingress {
     pub port: u16,
     /// The HTTPS port, unless started with `--no-https`.
     pub https_port: Option<u16>,
+    /// The DNS port on 127.0.0.1, unless started with `--no-dns`.
+    pub dns_port: Option<u16>,
     /// Its data directory (CA and certificates).
     pub data_dir: std::path::PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -29,7 +31,7 @@ pub struct Devingress {
 impl Devingress {
     /// Starts `devingress up` on an ephemeral port and waits until it serves.
     pub async fn up(kubeconfig: &Path, extra: &[&str]) -> Self {
-        let mut args = vec!["up", "--http-port", "0", "--https-port", "0"];
+        let mut args = vec!["up", "--http-port", "0", "--https-port", "0", "--dns-port", "0"];
         args.extend_from_slice(extra);
         let data_dir = kubeconfig.parent().expect("kubeconfig in a directory").join("data");
         let mut child = Command::new(BIN)
@@ -45,10 +47,14 @@ impl Devingress {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (https_tx, mut https_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (dns_tx, mut dns_rx) = tokio::sync::mpsc::unbounded_channel();
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("answering DNS for served hosts on 127.0.0.1:").nth(1) {
+                    let _ = dns_tx.send(rest.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()));
+                }
                 if let Some(rest) = line.split("serving HTTPS on https://").nth(1) {
                     let _ = https_tx.send(rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
                 }
@@ -68,7 +74,8 @@ impl Devingress {
         };
         // HTTPS is announced before HTTP.
         let https_port = https_rx.try_recv().ok().flatten();
-        Devingress { child, port, https_port, data_dir, log }
+        let dns_port = dns_rx.try_recv().ok().flatten();
+        Devingress { child, port, https_port, dns_port, data_dir, log }
     }
 
     /// The process id.

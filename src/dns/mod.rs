@@ -1,0 +1,147 @@
+//! The DNS server (hickory-server) that answers for served hosts with
+//! 127.0.0.1 and ::1, on loopback only, following the routing table live.
+
+mod answer;
+
+pub use answer::{Answer, answer};
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{Name, RData, Record};
+use hickory_server::Server;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::routes::RouteTable;
+
+/// The default port. Not 53 (a local stub resolver, such as
+/// systemd-resolved on 127.0.0.53, or dnsmasq, often has it, and it needs
+/// privileges), not 5353 (mDNS) nor 5355 (LLMNR): 10053 is unprivileged and
+/// reads as "DNS".
+pub const DEFAULT_PORT: u16 = 10053;
+
+/// Answers are short-lived: routes change while developers work.
+const TTL: u32 = 5;
+
+/// Answers queries from the current routing table.
+pub struct DnsHandler {
+    table: watch::Receiver<Arc<RouteTable>>,
+}
+
+impl DnsHandler {
+    /// A handler reading `table`.
+    pub fn new(table: watch::Receiver<Arc<RouteTable>>) -> Self {
+        DnsHandler { table }
+    }
+}
+
+/// What the server records when a response could not be sent.
+fn send_failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::new(&request.queries, None);
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
+        let queries = request.queries.queries();
+        let error = if request.metadata.message_type != MessageType::Query {
+            Some(ResponseCode::FormErr)
+        } else if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else {
+            None
+        };
+        if let Some(code) = error {
+            let response = builder.error_msg(&request.metadata, code);
+            return response_handle.send_response(response).await.unwrap_or_else(|_| send_failed(request));
+        }
+        let query = &queries[0];
+        let name: Name = query.name().into();
+        let table = self.table.borrow().clone();
+        let records: Vec<Record> = match answer(&table, &name.to_ascii(), query.query_type()) {
+            Answer::Addresses(ips) => {
+                metadata.authoritative = true;
+                ips.into_iter()
+                    .map(|ip| match ip {
+                        IpAddr::V4(v4) => Record::from_rdata(name.clone(), TTL, RData::A(A(v4))),
+                        IpAddr::V6(v6) => Record::from_rdata(name.clone(), TTL, RData::AAAA(AAAA(v6))),
+                    })
+                    .collect()
+            }
+            Answer::NoData => {
+                metadata.authoritative = true;
+                Vec::new()
+            }
+            Answer::NxDomain => {
+                metadata.authoritative = true;
+                metadata.response_code = ResponseCode::NXDomain;
+                Vec::new()
+            }
+            Answer::Refused => {
+                metadata.response_code = ResponseCode::Refused;
+                Vec::new()
+            }
+        };
+        let response = builder.build(metadata, records.iter(), [], [], []);
+        response_handle.send_response(response).await.unwrap_or_else(|_| send_failed(request))
+    }
+}
+
+/// Why the DNS server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The port is taken or forbidden.
+    #[error("cannot serve DNS on {addr}: {source}; choose another port with --dns-port, or --no-dns")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running DNS server; dropping it stops it.
+pub struct DnsServer {
+    _server: Server<DnsHandler>,
+    /// The addresses it answers on (UDP and TCP each).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Serves DNS on 127.0.0.1 (and ::1 when the machine has IPv6) at `port`
+/// (0: any free port, the same for both), over UDP and TCP.
+pub async fn serve(port: u16, table: watch::Receiver<Arc<RouteTable>>) -> Result<DnsServer, DnsError> {
+    let mut server = Server::new(DnsHandler::new(table));
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let udp = UdpSocket::bind(v4).await.map_err(|source| DnsError::Bind { addr: v4, source })?;
+    let port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let tcp = TcpListener::bind(v4).await.map_err(|source| DnsError::Bind { addr: v4, source })?;
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(10), 64);
+    let mut addrs = vec![v4];
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+    if let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(v6).await, TcpListener::bind(v6).await) {
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(10), 64);
+        addrs.push(v6);
+    }
+    Ok(DnsServer { _server: server, addrs })
+}

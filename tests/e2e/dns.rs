@@ -1,0 +1,196 @@
+//! The DNS server, queried as a resolver would: A, AAAA, wildcard,
+//! NXDOMAIN, REFUSED, TCP, live changes, and a storm of malformed packets.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::apiserver::resources::INGRESSES;
+use crate::support::cluster::TestCluster;
+use crate::support::devingress::{Devingress, eventually};
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+async fn udp(addr: SocketAddr, packet: &[u8]) -> Option<Message> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(packet, addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf)).await.ok()?.ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+async fn tcp(addr: SocketAddr, packet: &[u8]) -> Message {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    s.write_all(&framed).await.unwrap();
+    let len = s.read_u16().await.unwrap() as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await.unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+fn addresses(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.0.to_string(),
+            RData::AAAA(a) => a.0.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+async fn up_with_wildcard() -> (TestCluster, Devingress, SocketAddr) {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.ingress(
+        "default",
+        "apps",
+        json!({"rules": [{"host": "*.apps.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", d.dns_port.expect("DNS served")).parse().unwrap();
+    let ready = eventually(SETTLE, || async {
+        udp(addr, &query("web.apps.test.", RecordType::A)).await.is_some_and(|m| !m.answers.is_empty())
+    })
+    .await;
+    assert!(ready, "{}", d.log());
+    (c, d, addr)
+}
+
+#[tokio::test]
+async fn answers_served_hosts_and_nothing_else() {
+    let (_c, d, addr) = up_with_wildcard().await;
+    let m = udp(addr, &query("alpaca.example.com.", RecordType::A)).await.unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    assert!(!m.metadata.recursion_available);
+    assert_eq!(m.metadata.id, 0x4242);
+    assert_eq!(addresses(&m), ["127.0.0.1"]);
+    let m = udp(addr, &query("Alpaca.Example.COM.", RecordType::AAAA)).await.unwrap();
+    assert_eq!(addresses(&m), ["::1"]);
+    let m = udp(addr, &query("web.apps.test.", RecordType::A)).await.unwrap();
+    assert_eq!(addresses(&m), ["127.0.0.1"]);
+    let m = udp(addr, &query("alpaca.example.com.", RecordType::MX)).await.unwrap();
+    assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0));
+    for name in ["deep.web.apps.test.", "x.alpaca.example.com."] {
+        let m = udp(addr, &query(name, RecordType::A)).await.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(m.metadata.authoritative);
+    }
+    // Never an open resolver: other names, even the served hosts' parent, are refused.
+    for name in ["example.com.", "www.google.com.", "other.example.com."] {
+        let m = udp(addr, &query(name, RecordType::A)).await.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(m.answers.is_empty());
+    }
+    // TCP answers the same.
+    let m = tcp(addr, &query("alpaca.example.com.", RecordType::A)).await;
+    assert_eq!(addresses(&m), ["127.0.0.1"]);
+    // The server listens on loopback only.
+    assert!(d.log().contains(&format!("answering DNS for served hosts on 127.0.0.1:{}", addr.port())), "{}", d.log());
+}
+
+#[tokio::test]
+async fn follows_hosts_added_and_removed_while_running() {
+    let (c, _d, addr) = up_with_wildcard().await;
+    let m = udp(addr, &query("new.example.com.", RecordType::A)).await.unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    c.ingress(
+        "default",
+        "new",
+        json!({"rules": [{"host": "new.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            udp(addr, &query("new.example.com.", RecordType::A)).await.is_some_and(|m| addresses(&m) == ["127.0.0.1"])
+        })
+        .await,
+        "a new host resolves within a second"
+    );
+    c.api.delete(INGRESSES, "default", "new");
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            udp(addr, &query("new.example.com.", RecordType::A))
+                .await
+                .is_some_and(|m| m.metadata.response_code == ResponseCode::Refused)
+        })
+        .await,
+        "a removed host stops resolving within a second"
+    );
+}
+
+#[tokio::test]
+async fn survives_ten_thousand_random_and_truncated_packets() {
+    let (_c, _d, addr) = up_with_wildcard().await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let good = query("alpaca.example.com.", RecordType::A);
+    // A small deterministic generator: no seed to fetch, same storm every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut formerr = 0;
+    for i in 0..10_000 {
+        let packet: Vec<u8> = match i % 3 {
+            // Random bytes of random length.
+            0 => (0..(next() % 600) as usize).map(|_| next() as u8).collect(),
+            // A real query cut short.
+            1 => good[..(next() as usize % good.len())].to_vec(),
+            // A real query with random bytes flipped.
+            _ => {
+                let mut p = good.clone();
+                for _ in 0..3 {
+                    let at = next() as usize % p.len();
+                    p[at] = next() as u8;
+                }
+                p
+            }
+        };
+        sock.send_to(&packet, addr).await.unwrap();
+        if i % 500 == 0 {
+            // Drain what came back so far; count the FORMERR answers.
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), sock.recv(&mut buf)).await {
+                if Message::from_vec(&buf[..n]).is_ok_and(|m| m.metadata.response_code == ResponseCode::FormErr) {
+                    formerr += 1;
+                }
+            }
+        }
+    }
+    // A response sent as a question is dropped or answered FORMERR, never served.
+    let mut bogus = Message::new(7, MessageType::Response, OpCode::Query);
+    bogus.add_query(Query::query(Name::from_str("alpaca.example.com.").unwrap(), RecordType::A));
+    if let Some(m) = udp(addr, &bogus.to_vec().unwrap()).await {
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
+    // Two questions in one message: FORMERR.
+    let mut two = Message::new(8, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(Name::from_str("alpaca.example.com.").unwrap(), RecordType::A));
+    two.add_query(Query::query(Name::from_str("web.apps.test.").unwrap(), RecordType::A));
+    let m = udp(addr, &two.to_vec().unwrap()).await.expect("an answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // And it still answers properly, over UDP and TCP.
+    let m = udp(addr, &good).await.expect("still answering");
+    assert_eq!(addresses(&m), ["127.0.0.1"]);
+    assert_eq!(addresses(&tcp(addr, &good).await), ["127.0.0.1"]);
+    eprintln!("{formerr} FORMERR answers seen among the first drained replies");
+}
