@@ -106,6 +106,11 @@ pub struct UpArgs {
     /// Do not answer DNS.
     #[arg(long)]
     pub no_dns: bool,
+    /// List the served hosts in a managed block of this hosts file (e.g.
+    /// /etc/hosts, which needs root), removed again on exit. Wildcard hosts
+    /// cannot be listed there.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
     /// How long Ctrl-C waits for requests in flight to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,

@@ -14,6 +14,7 @@ pub mod listen;
 pub mod paths;
 pub mod progress;
 pub mod proxy;
+pub mod resolver;
 pub mod routes;
 pub mod tls;
 pub mod truststore;

@@ -82,6 +82,19 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         }
     };
 
+    // The hosts file: repair a block a crash left behind, then follow the table.
+    let (stop_hosts, hosts_stop_rx) = oneshot::channel();
+    let hosts_task = match &args.hosts_file {
+        Some(path) => {
+            let file = crate::resolver::HostsFile::new(path);
+            if file.remove().with_context(|| format!("cannot edit the hosts file {}", path.display()))? {
+                tracing::info!("removed a devingress block left in {} by an earlier run", path.display());
+            }
+            Some(tokio::spawn(follow_hosts_file(file, table_rx.clone(), hosts_stop_rx)))
+        }
+        None => None,
+    };
+
     let upstream = Upstream::new(client.clone(), args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
 
@@ -124,6 +137,10 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;
+    }
+    let _ = stop_hosts.send(());
+    if let Some(task) = hosts_task {
+        let _ = task.await;
     }
     let _ = stop_status.send(());
     if tokio::time::timeout(STATUS_CLEANUP, status).await.is_err() {
@@ -178,6 +195,40 @@ async fn follow_secrets(
             r = table.changed() => if r.is_err() { return },
             () = changed.notified() => {}
         }
+    }
+}
+
+/// Keeps the hosts file's managed block listing the exact served hosts, and
+/// removes it when `stop` fires.
+async fn follow_hosts_file(
+    file: crate::resolver::HostsFile,
+    mut table: watch::Receiver<Arc<RouteTable>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let hosts: Vec<String> = {
+            let t = table.borrow_and_update();
+            t.groups
+                .iter()
+                .filter_map(|g| if let routes::HostPattern::Exact(h) = &g.host { Some(h.clone()) } else { None })
+                .collect()
+        };
+        match file.apply(&hosts) {
+            Ok(true) => {
+                tracing::info!("{} now lists {} host(s) for 127.0.0.1 and ::1", file.path().display(), hosts.len())
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot update {}: {e}", file.path().display()),
+        }
+        tokio::select! {
+            r = table.changed() => if r.is_err() { break },
+            _ = &mut stop => break,
+        }
+    }
+    match file.remove() {
+        Ok(true) => tracing::info!("removed devingress's block from {}", file.path().display()),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot remove devingress's block from {}: {e}", file.path().display()),
     }
 }
 

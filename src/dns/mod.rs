@@ -129,19 +129,35 @@ pub struct DnsServer {
 /// (0: any free port, the same for both), over UDP and TCP.
 pub async fn serve(port: u16, table: watch::Receiver<Arc<RouteTable>>) -> Result<DnsServer, DnsError> {
     let mut server = Server::new(DnsHandler::new(table));
-    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    let udp = UdpSocket::bind(v4).await.map_err(|source| DnsError::Bind { addr: v4, source })?;
-    let port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
-    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    let tcp = TcpListener::bind(v4).await.map_err(|source| DnsError::Bind { addr: v4, source })?;
+    let (udp, tcp, v4) = bind_pair(port).await?;
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(10), 64);
     let mut addrs = vec![v4];
-    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), v4.port());
     if let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(v6).await, TcpListener::bind(v6).await) {
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(10), 64);
         addrs.push(v6);
     }
     Ok(DnsServer { _server: server, addrs })
+}
+
+/// A UDP socket and a TCP listener on the same loopback port. With port 0
+/// the UDP port is chosen first; when its TCP twin is taken, another is tried.
+async fn bind_pair(port: u16) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
+    let mut attempts = if port == 0 { 20 } else { 1 };
+    loop {
+        let want = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let udp = UdpSocket::bind(want).await.map_err(|source| DnsError::Bind { addr: want, source })?;
+        let addr = udp.local_addr().map_err(|source| DnsError::Bind { addr: want, source })?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp, addr)),
+            Err(source) => {
+                attempts -= 1;
+                if attempts == 0 {
+                    return Err(DnsError::Bind { addr, source });
+                }
+            }
+        }
+    }
 }

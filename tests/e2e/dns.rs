@@ -194,3 +194,40 @@ async fn survives_ten_thousand_random_and_truncated_packets() {
     assert_eq!(addresses(&tcp(addr, &good).await), ["127.0.0.1"]);
     eprintln!("{formerr} FORMERR answers seen among the first drained replies");
 }
+
+#[tokio::test]
+async fn hosts_file_block_follows_routes_and_is_removed_on_exit_and_after_a_crash() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let original = "127.0.0.1\tlocalhost\n# mine\n10.1.2.3 printer.lan";
+    std::fs::write(&hosts, original).unwrap();
+    let path = hosts.display().to_string();
+    let read = || std::fs::read_to_string(&hosts).unwrap();
+
+    let crashed = Devingress::up(&c.kubeconfig, &["--hosts-file", &path]).await;
+    assert!(
+        eventually(SETTLE, || async { read().contains("127.0.0.1\talpaca.example.com") }).await,
+        "{}",
+        crashed.log()
+    );
+    assert!(read().starts_with(original), "nothing before the block changes");
+    drop(crashed); // SIGKILL: no clean-up.
+    assert!(read().contains("# BEGIN devingress"));
+
+    let mut d = Devingress::up(&c.kubeconfig, &["--hosts-file", &path]).await;
+    assert!(d.log().contains("removed a devingress block left in"), "{}", d.log());
+    assert!(eventually(SETTLE, || async { read().contains("bandicoot.example.com") }).await);
+    assert_eq!(read().matches("# BEGIN devingress").count(), 1);
+    c.ingress(
+        "default",
+        "late",
+        json!({"rules": [{"host": "late.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(eventually(SETTLE, || async { read().contains("::1\tlate.example.com") }).await);
+    let status = tokio::task::spawn_blocking(move || (d.terminate(Duration::from_secs(15)), d.log())).await.unwrap();
+    assert!(status.0.unwrap().success(), "{}", status.1);
+    assert_eq!(read(), original, "restored byte for byte");
+}
