@@ -35,6 +35,25 @@ pub enum Command {
     Trust,
     /// Remove the local CA from every trust store `trust` installed it in.
     Untrust,
+    /// Check each part devingress depends on, with a fix for each failure.
+    Doctor(DoctorArgs),
+}
+
+/// Settings of `devingress doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The HTTP port `up` serves on [default: 80, else 8080].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// The HTTPS port `up` serves on [default: 443, else 8443].
+    #[arg(long, value_name = "PORT")]
+    pub https_port: Option<u16>,
+    /// The DNS port `up` answers on.
+    #[arg(long, value_name = "PORT")]
+    pub dns_port: Option<u16>,
 }
 
 /// `devingress ca …`.

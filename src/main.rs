@@ -25,6 +25,7 @@ async fn main() -> std::process::ExitCode {
         Command::Ca(CaCommand::Show) => commands::ca::show(data_dir),
         Command::Trust => commands::ca::trust(data_dir, true),
         Command::Untrust => commands::ca::trust(data_dir, false),
+        Command::Doctor(args) => commands::doctor::run(args, data_dir).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

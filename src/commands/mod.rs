@@ -2,6 +2,7 @@
 //! turn errors into messages with `anyhow` context.
 
 pub mod ca;
+pub mod doctor;
 pub mod routes;
 pub mod up;
 

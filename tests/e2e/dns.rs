@@ -231,3 +231,48 @@ async fn hosts_file_block_follows_routes_and_is_removed_on_exit_and_after_a_cras
     assert!(status.0.unwrap().success(), "{}", status.1);
     assert_eq!(read(), original, "restored byte for byte");
 }
+
+#[tokio::test]
+async fn doctor_checks_each_part_and_names_the_fixes() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            crate::support::devingress::get(d.port, "alpaca.example.com", "/").await.status == 200
+        })
+        .await
+    );
+    let out = tokio::process::Command::new(crate::support::devingress::BIN)
+        .args(["doctor", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .args(["--http-port", &d.port.to_string()])
+        .args(["--https-port", &d.https_port.unwrap().to_string()])
+        .args(["--dns-port", &d.dns_port.unwrap().to_string()])
+        .env("DEVINGRESS_DATA_DIR", &d.data_dir)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "ok    kubeconfig: context fake",
+        "ok    cluster reachable: Kubernetes v1.36.2-fake",
+        "ok    routes: 2 Ingress(es), hosts: alpaca.example.com, bandicoot.example.com",
+        &format!("ok    HTTP listener: 127.0.0.1:{} accepts connections", d.port),
+        &format!("ok    DNS server: 127.0.0.1:{} answers alpaca.example.com with 127.0.0.1", d.dns_port.unwrap()),
+        "ok    HTTP round trip: GET http://alpaca.example.com/ gave 200 OK",
+        // The CA is in no store here, and the OS resolver knows nothing of these names.
+        "FAIL  CA trusted",
+        "      fix: run `devingress trust`",
+        "FAIL  OS resolver: alpaca.example.com",
+        "      fix: run `sudo devingress up --hosts-file /etc/hosts`",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 check(s) failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
