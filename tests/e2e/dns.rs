@@ -254,6 +254,7 @@ async fn doctor_checks_each_part_and_names_the_fixes() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
     for line in [
         "ok    kubeconfig: context fake",
         "ok    cluster reachable: Kubernetes v1.36.2-fake",
