@@ -68,26 +68,9 @@ pub fn answer(table: &RouteTable, name: &str, qtype: RecordType) -> Answer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use serde_json::json;
-
     use super::*;
-    use crate::cluster::Snapshot;
 
-    fn table(hosts: &[&str]) -> RouteTable {
-        let rules: Vec<serde_json::Value> = hosts
-            .iter()
-            .map(|h| {
-                json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}})
-            })
-            .collect();
-        let ing =
-            serde_json::from_value(json!({"metadata": {"name": "i", "namespace": "d"}, "spec": {"rules": rules}}))
-                .unwrap();
-        crate::routes::build(&Snapshot { ingresses: vec![Arc::new(ing)], synced: true, ..Default::default() })
-    }
+    use crate::routes::table_for_hosts as table;
 
     #[test]
     fn answers_table() {

@@ -17,6 +17,24 @@ mod render;
 #[cfg(test)]
 mod tests;
 
+/// A table with one Ingress routing each of `hosts` (`""` for no host) to
+/// a Service `s`, for tests of what reads tables (TLS, DNS).
+#[cfg(test)]
+pub fn table_for_hosts(hosts: &[&str]) -> RouteTable {
+    let rules: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| {
+            serde_json::json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}})
+        })
+        .collect();
+    let ing = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "i", "namespace": "default"}, "spec": {"rules": rules}}),
+    )
+    .expect("valid Ingress");
+    build(&Snapshot { ingresses: vec![Arc::new(ing)], synced: true, ..Default::default() })
+}
+
 pub use backend::{Backend, PodEndpoint, PortRef, Protocol, Target};
 pub use class::{CLASS_ANNOTATION, CLASS_NAME, CONTROLLER, ClassPolicy, DEFAULT_CLASS_ANNOTATION, class_of};
 pub use host::{HostError, HostPattern, normalize_request_host};

@@ -133,23 +133,7 @@ fn leaves_are_cached_on_disk_privately_and_renewed_before_expiry() {
     assert_ne!(fresh.cert[0], renewed.cert[0]);
 }
 
-fn table_with(hosts: &[&str]) -> crate::routes::RouteTable {
-    let rules: Vec<serde_json::Value> = hosts
-        .iter()
-        .map(|h| {
-            json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}})
-        })
-        .collect();
-    let ing =
-        serde_json::from_value(json!({"metadata": {"name": "i", "namespace": "default"}, "spec": {"rules": rules}}))
-            .unwrap();
-    crate::routes::build(&crate::cluster::Snapshot {
-        ingresses: vec![Arc::new(ing)],
-        synced: true,
-        ..Default::default()
-    })
-}
+use crate::routes::table_for_hosts as table_with;
 
 #[test]
 fn sni_selection() {
