@@ -1,0 +1,84 @@
+//! The DNS server, measured with a small load client of our own: queries
+//! per second for a served host over UDP, from 1 and 8 concurrent clients
+//! each keeping one query in flight, next to the same client against a
+//! plain UDP echo server in this process (the baseline: what loopback UDP
+//! round trips cost here). Run: `cargo bench --bench dns` (`BENCH_SECONDS`).
+
+#[path = "../tests/e2e/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use support::cluster::TestCluster;
+use support::devingress::{Devingress, get};
+
+/// Runs `clients` loops of query-then-answer against `addr` for `secs`; returns queries/s and p99 ms.
+async fn load(addr: SocketAddr, clients: usize, secs: u64) -> (f64, f64) {
+    let mut q = Message::new(1, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(Name::from_str("alpaca.example.com.").unwrap(), RecordType::A));
+    let packet = q.to_vec().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let packet = packet.clone();
+            tokio::spawn(async move {
+                let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                sock.connect(addr).await.unwrap();
+                let mut buf = [0u8; 512];
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    sock.send(&packet).await.unwrap();
+                    if tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await.is_ok() {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_by(f64::total_cmp);
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(f64::NAN);
+    (all.len() as f64 / secs as f64, p99)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = TestCluster::start().await;
+        c.examples().await;
+        let d = Devingress::up(&c.kubeconfig, &["--no-https"]).await;
+        for _ in 0..500 {
+            if get(d.port, "alpaca.example.com", "/").await.status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dns: SocketAddr = format!("127.0.0.1:{}", d.dns_port.expect("DNS")).parse().unwrap();
+        let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                let _ = echo.send_to(&buf[..n], from).await;
+            }
+        });
+        let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        println!("DNS benchmark: A alpaca.example.com over UDP, {secs}s per row, one query in flight per client");
+        println!("{:<34} {:>8} {:>12} {:>9} {:>9}", "row", "clients", "queries/s", "p99 ms", "vs echo");
+        for clients in [1, 8] {
+            let (base, base_p99) = load(echo_addr, clients, secs).await;
+            let (q, p99) = load(dns, clients, secs).await;
+            println!("{:<34} {clients:>8} {base:>12.0} {base_p99:>9.3} {:>8.2}x", "UDP echo in this process", 1.0);
+            println!("{:<34} {clients:>8} {q:>12.0} {p99:>9.3} {:>8.2}x", "devingress DNS server", q / base);
+        }
+    });
+}
