@@ -184,11 +184,13 @@ pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyh
         }
     }
     // The CA.
-    match Paths::resolve(data_dir).ok().and_then(|p| LocalCa::load(&p).ok().flatten()) {
-        Some(ca) if crate::truststore::is_trusted(&ca) => {
+    let loaded =
+        Paths::resolve(data_dir).ok().and_then(|p| LocalCa::load(&p).ok().flatten().map(|ca| (ca, p.ca_cert())));
+    match loaded {
+        Some((ca, path)) if crate::truststore::is_trusted(&ca, &path) => {
             checks.push(ok("CA trusted", format!("{} is in the system store", ca.subject)))
         }
-        Some(ca) => checks.push(fail(
+        Some((ca, _)) => checks.push(fail(
             "CA trusted",
             format!("{} is not in the system store", ca.subject),
             "run `devingress trust`",

@@ -47,7 +47,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         if created {
             tracing::info!("created the local CA {} at {}", ca.subject, paths.ca_cert().display());
         }
-        if !crate::truststore::is_trusted(&ca) {
+        if !crate::truststore::is_trusted(&ca, &paths.ca_cert()) {
             tracing::warn!("browsers do not trust the local CA yet: run `devingress trust` once");
         }
         Some((listener, Arc::new(LeafStore::new(Arc::new(ca), paths.leaves_dir()))))
@@ -115,7 +115,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         let proxy = Arc::new(Proxy {
             table: table_rx.clone(),
             upstream: upstream.clone(),
-            health: Some(watch.health()),
+            health: watch.health(),
             proto: "https",
             https_port: None,
         });
@@ -130,7 +130,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     }
     let addr = listener.local_addr()?;
     tracing::info!("serving HTTP on http://{addr}");
-    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: Some(watch.health()), proto: "http", https_port });
+    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: watch.health(), proto: "http", https_port });
     servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
     shutdown.await;
     tracing::info!("shutting down: waiting up to {:?} for requests in flight", args.shutdown_timeout);

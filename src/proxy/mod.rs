@@ -40,7 +40,7 @@ pub struct Proxy {
     /// Where requests go.
     pub upstream: Upstream,
     /// The API server's state, for the "not loaded yet" page.
-    pub health: Option<Arc<Health>>,
+    pub health: Arc<Health>,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
     /// The HTTPS port, when HTTPS is served: `spec.tls` hosts on the HTTP
@@ -155,7 +155,7 @@ pub async fn handle(
     }
     let Some(matched) = table.route(&host, &path) else {
         if !table.synced {
-            return pages::loading(proxy.health.as_ref().and_then(|h| h.problem()));
+            return pages::loading(proxy.health.problem());
         }
         return pages::not_found(&table, &host, &path);
     };

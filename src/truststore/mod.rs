@@ -99,10 +99,10 @@ pub fn stores() -> Vec<Box<dyn TrustStore>> {
     out
 }
 
-/// Whether the CA is in the system's store (what most tools read).
-pub fn is_trusted(ca: &LocalCa) -> bool {
-    let path = PathBuf::new();
-    stores().first().is_some_and(|s| s.contains(ca, &path))
+/// Whether the CA (whose certificate is at `ca_path`) is in the system's
+/// store, which most tools read.
+pub fn is_trusted(ca: &LocalCa, ca_path: &Path) -> bool {
+    stores().first().is_some_and(|s| s.contains(ca, ca_path))
 }
 
 /// Runs a command, returning its output or a [`TrustError`] with what it printed.

@@ -78,7 +78,6 @@ pub struct Pool {
     /// Endpoints currently in the routing table; connections to others are not kept.
     live: Mutex<HashSet<PodEndpoint>>,
     upgrades: Semaphore,
-    opened: std::sync::atomic::AtomicUsize,
 }
 
 impl Pool {
@@ -90,20 +89,9 @@ impl Pool {
             settings,
             slots: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
-            opened: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(reap(Arc::downgrade(&pool)));
         pool
-    }
-
-    /// How many port-forward connections the pool has opened so far.
-    pub fn opened(&self) -> usize {
-        self.opened.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Number of idle connections held now.
-    pub fn idle_count(&self) -> usize {
-        self.slots.lock().expect("pool lock").values().map(|s| s.idle.len() + usize::from(s.shared.is_some())).sum()
     }
 
     /// Takes a ready connection, or opens one.
@@ -244,7 +232,6 @@ impl Pool {
     async fn connect(&self, key: &Key) -> Result<Conn, ConnectError> {
         let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
         let io = self.opener.open(&key.endpoint).await?;
-        self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let endpoint = key.endpoint.to_string();
         match key.protocol {
             Protocol::Http1 => {
