@@ -37,6 +37,26 @@ pub enum Command {
     Untrust,
     /// Check each part devingress depends on, with a fix for each failure.
     Doctor(DoctorArgs),
+    /// Do the one-time privileged set-up (ports 80/443, the OS resolver),
+    /// explaining each step first; `--undo` takes it back.
+    Setup(SetupArgs),
+}
+
+/// Settings of `devingress setup`.
+#[derive(Debug, Clone, Args)]
+pub struct SetupArgs {
+    /// Only explain what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go ahead without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Take back everything setup changed.
+    #[arg(long)]
+    pub undo: bool,
+    /// The plan was already printed (setup running itself through sudo).
+    #[arg(long, hide = true)]
+    pub explained: bool,
 }
 
 /// Settings of `devingress doctor`.
@@ -125,6 +145,10 @@ pub struct UpArgs {
     /// Do not answer DNS.
     #[arg(long)]
     pub no_dns: bool,
+    /// How the OS is made to resolve served hosts to devingress; every
+    /// change is taken back on exit (and at the next start after a crash).
+    #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]
+    pub resolver: crate::resolver::ResolverKind,
     /// List the served hosts in a managed block of this hosts file (e.g.
     /// /etc/hosts, which needs root), removed again on exit. Wildcard hosts
     /// cannot be listed there.

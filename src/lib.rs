@@ -16,6 +16,7 @@ pub mod progress;
 pub mod proxy;
 pub mod resolver;
 pub mod routes;
+pub mod setup;
 pub mod tls;
 pub mod truststore;
 pub mod upstream;

@@ -26,6 +26,7 @@ async fn main() -> std::process::ExitCode {
         Command::Trust => commands::ca::trust(data_dir, true),
         Command::Untrust => commands::ca::trust(data_dir, false),
         Command::Doctor(args) => commands::doctor::run(args, data_dir).await,
+        Command::Setup(args) => commands::setup::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

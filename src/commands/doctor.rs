@@ -167,7 +167,8 @@ pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyh
     }
     // The OS resolver, as every program sees it (getaddrinfo).
     if let Some(h) = &host {
-        let fix = "run `sudo devingress up --hosts-file /etc/hosts` (resolver integration without root comes with `devingress setup`)";
+        let fix = "run `devingress setup` once and restart `devingress up` (its log says which resolver it wires), \
+                   or `sudo devingress up --hosts-file /etc/hosts`";
         match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((h.as_str(), 80)))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5s")))

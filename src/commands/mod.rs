@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod doctor;
 pub mod routes;
+pub mod setup;
 pub mod up;
 
 use std::time::Duration;

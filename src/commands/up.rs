@@ -15,6 +15,7 @@ use crate::listen::{self, PortChoice};
 use crate::paths::Paths;
 use crate::progress::Progress;
 use crate::proxy::{self, Proxy};
+use crate::resolver::{OsResolver, ResolverKind};
 use crate::routes::{self, ClassPolicy, RouteTable, SecretRef, Target};
 use crate::tls::{self, LeafStore, LocalCa, SecretCerts};
 use crate::upstream::{Key, Upstream};
@@ -65,7 +66,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         tokio::spawn(write_status(StatusWriter::new(client.clone()), watch.clone(), table_rx.clone(), stop_rx));
 
     // DNS for served hosts; a port the user chose must work, the default may not.
-    let _dns = if args.no_dns {
+    let dns = if args.no_dns {
         None
     } else {
         match crate::dns::serve(args.dns_port.unwrap_or(crate::dns::DEFAULT_PORT), table_rx.clone()).await {
@@ -82,18 +83,12 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         }
     };
 
-    // The hosts file: repair a block a crash left behind, then follow the table.
-    let (stop_hosts, hosts_stop_rx) = oneshot::channel();
-    let hosts_task = match &args.hosts_file {
-        Some(path) => {
-            let file = crate::resolver::HostsFile::new(path);
-            if file.remove().with_context(|| format!("cannot edit the hosts file {}", path.display()))? {
-                tracing::info!("removed a devingress block left in {} by an earlier run", path.display());
-            }
-            Some(tokio::spawn(follow_hosts_file(file, table_rx.clone(), hosts_stop_rx)))
-        }
-        None => None,
-    };
+    // The OS resolver: take back what a crashed run left, then follow the table.
+    let (stop_resolver, resolver_stop_rx) = oneshot::channel();
+    let dns_port = dns.as_ref().and_then(|d| d.addrs.first()).map(|a| a.port());
+    let resolver_task = start_resolver(&args, dns_port)
+        .await?
+        .map(|resolver| tokio::spawn(follow_resolver(resolver, table_rx.clone(), resolver_stop_rx)));
 
     let upstream = Upstream::new(client.clone(), args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
@@ -138,8 +133,8 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     for s in servers {
         let _ = s.await;
     }
-    let _ = stop_hosts.send(());
-    if let Some(task) = hosts_task {
+    let _ = stop_resolver.send(());
+    if let Some(task) = resolver_task {
         let _ = task.await;
     }
     let _ = stop_status.send(());
@@ -198,37 +193,105 @@ async fn follow_secrets(
     }
 }
 
-/// Keeps the hosts file's managed block listing the exact served hosts, and
-/// removes it when `stop` fires.
-async fn follow_hosts_file(
-    file: crate::resolver::HostsFile,
+/// The OS resolver integration `args` asks for, with whatever an earlier
+/// run left behind taken back. An integration the user chose must work;
+/// the automatic choice may fail with a warning that says what to do.
+async fn start_resolver(args: &UpArgs, dns_port: Option<u16>) -> anyhow::Result<Option<Box<dyn OsResolver>>> {
+    let chosen = args.resolver != ResolverKind::Auto || args.hosts_file.is_some();
+    let sys = crate::resolver::SystemPaths::from_env();
+    let mut resolver = match crate::resolver::choose(args.resolver, args.hosts_file.as_deref(), dns_port, &sys) {
+        Ok(r) => r,
+        Err(why) => {
+            if args.resolver == ResolverKind::Off {
+                tracing::debug!("{why}");
+            } else {
+                tracing::warn!("{why}");
+            }
+            return Ok(None);
+        }
+    };
+    let what = resolver.describe();
+    let (resolver, repaired) = tokio::task::spawn_blocking(move || {
+        let r = resolver.remove();
+        (resolver, r)
+    })
+    .await?;
+    match repaired {
+        Ok(true) => tracing::info!("took back what an earlier run left in the OS resolver ({what})"),
+        Ok(false) => {}
+        Err(e) if chosen => return Err(e).with_context(|| format!("cannot use {what}")),
+        Err(e) => {
+            tracing::warn!("cannot use {what}: {e}; run `devingress setup`, or choose another with --resolver");
+            return Ok(None);
+        }
+    }
+    tracing::info!("the OS resolves served hosts through {what}");
+    Ok(Some(resolver))
+}
+
+/// Keeps the OS resolver sending exactly the served hosts to devingress,
+/// and takes everything back when `stop` fires.
+async fn follow_resolver(
+    mut resolver: Box<dyn OsResolver>,
     mut table: watch::Receiver<Arc<RouteTable>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let what = resolver.describe();
+    let mut said_wildcards = false;
+    let mut failing: Option<String> = None;
     loop {
-        let hosts: Vec<String> = {
-            let t = table.borrow_and_update();
-            t.groups
-                .iter()
-                .filter_map(|g| if let routes::HostPattern::Exact(h) = &g.host { Some(h.clone()) } else { None })
-                .collect()
-        };
-        match file.apply(&hosts) {
-            Ok(true) => {
-                tracing::info!("{} now lists {} host(s) for 127.0.0.1 and ::1", file.path().display(), hosts.len())
+        let hosts: Vec<String> = table.borrow_and_update().groups.iter().map(|g| g.host.to_string()).collect();
+        let hosts = if resolver.handles_wildcards() {
+            hosts
+        } else {
+            let (wild, exact): (Vec<String>, Vec<String>) = hosts.into_iter().partition(|h| h.starts_with("*."));
+            if !wild.is_empty() && !said_wildcards {
+                said_wildcards = true;
+                tracing::warn!("{what} cannot list wildcard hosts ({}): use a per-domain resolver", wild.join(", "));
             }
+            exact
+        };
+        let count = hosts.len();
+        let (r, result) = match tokio::task::spawn_blocking(move || {
+            let result = resolver.apply(&hosts);
+            (resolver, result)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => return,
+        };
+        resolver = r;
+        match result {
+            Ok(true) => tracing::info!("the OS resolver now sends {count} host(s) to devingress ({what})"),
             Ok(false) => {}
-            Err(e) => tracing::warn!("cannot update {}: {e}", file.path().display()),
+            Err(e) => {
+                let e = e.to_string();
+                if failing.as_ref() != Some(&e) {
+                    tracing::warn!("cannot update the OS resolver: {e}");
+                }
+                failing = Some(e);
+                // Retry on the next table, or in 5 s.
+                tokio::select! {
+                    r = table.changed() => if r.is_err() { break },
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = &mut stop => break,
+                }
+                continue;
+            }
         }
+        failing = None;
         tokio::select! {
             r = table.changed() => if r.is_err() { break },
             _ = &mut stop => break,
         }
     }
-    match file.remove() {
-        Ok(true) => tracing::info!("removed devingress's block from {}", file.path().display()),
-        Ok(false) => {}
-        Err(e) => tracing::warn!("cannot remove devingress's block from {}: {e}", file.path().display()),
+    let removed = tokio::task::spawn_blocking(move || resolver.remove()).await;
+    match removed {
+        Ok(Ok(true)) => tracing::info!("took devingress's hosts out of the OS resolver ({what})"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!("cannot take devingress's hosts out of the OS resolver: {e}"),
+        Err(_) => {}
     }
 }
 

@@ -163,6 +163,24 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+impl super::OsResolver for HostsFile {
+    fn describe(&self) -> String {
+        format!("a managed block in {}", self.path.display())
+    }
+
+    fn handles_wildcards(&self) -> bool {
+        false
+    }
+
+    fn apply(&mut self, hosts: &[String]) -> Result<bool, super::ResolverError> {
+        HostsFile::apply(self, hosts).map_err(|source| super::ResolverError::File { path: self.path.clone(), source })
+    }
+
+    fn remove(&mut self) -> Result<bool, super::ResolverError> {
+        HostsFile::remove(self).map_err(|source| super::ResolverError::File { path: self.path.clone(), source })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,7 +217,11 @@ async fn hosts_file_block_follows_routes_and_is_removed_on_exit_and_after_a_cras
     assert!(read().contains("# BEGIN devingress"));
 
     let mut d = Devingress::up(&c.kubeconfig, &["--hosts-file", &path]).await;
-    assert!(d.log().contains("removed a devingress block left in"), "{}", d.log());
+    assert!(
+        d.log().contains("took back what an earlier run left in the OS resolver (a managed block in"),
+        "{}",
+        d.log()
+    );
     assert!(eventually(SETTLE, || async { read().contains("bandicoot.example.com") }).await);
     assert_eq!(read().matches("# BEGIN devingress").count(), 1);
     c.ingress(
@@ -266,7 +270,7 @@ async fn doctor_checks_each_part_and_names_the_fixes() {
         "FAIL  CA trusted",
         "      fix: run `devingress trust`",
         "FAIL  OS resolver: alpaca.example.com",
-        "      fix: run `sudo devingress up --hosts-file /etc/hosts`",
+        "      fix: run `devingress setup` once and restart `devingress up`",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
@@ -276,4 +280,66 @@ async fn doctor_checks_each_part_and_names_the_fixes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `dig` (Debian's dnsutils) against the server and returns its output.
+async fn dig(addr: SocketAddr, args: &[&str]) -> String {
+    assert!(
+        crate::support::devingress::on_path("dig"),
+        "this test queries with a real DNS client: apt-get install dnsutils"
+    );
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn dig_gets_the_same_answers_over_udp_and_tcp() {
+    let (c, _d, addr) = up_with_wildcard().await;
+    for transport in ["+notcp", "+tcp"] {
+        assert_eq!(dig(addr, &[transport, "+short", "alpaca.example.com", "A"]).await.trim(), "127.0.0.1");
+        assert_eq!(dig(addr, &[transport, "+short", "alpaca.example.com", "AAAA"]).await.trim(), "::1");
+        assert_eq!(dig(addr, &[transport, "+short", "Web.Apps.Test", "A"]).await.trim(), "127.0.0.1");
+        let nx = dig(addr, &[transport, "deep.web.apps.test", "A"]).await;
+        assert!(nx.contains("status: NXDOMAIN") && nx.contains("flags: qr aa rd;"), "{nx}");
+        let refused = dig(addr, &[transport, "example.com", "A"]).await;
+        assert!(refused.contains("status: REFUSED") && !refused.contains(" ra"), "never recursion: {refused}");
+    }
+    // Several queries on one TCP connection, as resolvers that fall back to TCP send them.
+    let many =
+        dig(addr, &["+tcp", "+keepopen", "+short", "alpaca.example.com", "bandicoot.example.com", "x.apps.test"]).await;
+    assert_eq!(many.lines().collect::<Vec<_>>(), ["127.0.0.1", "127.0.0.1", "127.0.0.1"], "{many}");
+
+    // The largest answer devingress can give: a 253-character host, both
+    // addresses (ANY), to a client without EDNS (a 512-byte UDP limit).
+    // It does not fit: the UDP answer says so (TC) and the client asks
+    // again over TCP, which gives it whole.
+    let labels = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(49)];
+    let long = format!("{}.example.com", labels.join("."));
+    assert_eq!(long.len(), 253);
+    c.ingress(
+        "default",
+        "long",
+        json!({"rules": [{"host": long, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(
+        eventually(SETTLE, || async { dig(addr, &["+short", &long, "A"]).await.trim() == "127.0.0.1" }).await,
+        "the long host is served"
+    );
+    let udp = dig(addr, &["+notcp", "+noedns", "+ignore", &long, "ANY"]).await;
+    eprintln!("{udp}");
+    let size: usize = udp.split("MSG SIZE  rcvd: ").nth(1).and_then(|s| s.trim().parse().ok()).unwrap();
+    assert!(size <= 512, "{size} bytes over UDP: {udp}");
+    assert!(udp.contains("flags: qr aa tc rd;"), "truncated: {udp}");
+    let fallback = dig(addr, &["+notcp", "+noedns", &long, "ANY"]).await;
+    assert!(fallback.contains("Truncated, retrying in TCP mode"), "{fallback}");
+    assert!(fallback.contains("ANSWER: 2") && fallback.contains("(TCP)"), "{fallback}");
+    let tcp = dig(addr, &["+tcp", &long, "ANY"]).await;
+    assert!(tcp.contains("ANSWER: 2"), "{tcp}");
 }

@@ -6,5 +6,6 @@ mod dns;
 mod https;
 mod real_cluster;
 mod replay;
+mod resolver;
 mod serving;
 mod support;

@@ -313,8 +313,13 @@ async fn explicit_port_in_use_ends_the_run_naming_the_cause() {
     let c = TestCluster::start().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out =
-        Command::new(BIN).args(["up", "--http-port", &port, "--kubeconfig"]).arg(&c.kubeconfig).output().await.unwrap();
+    let out = Command::new(BIN)
+        .args(["up", "--http-port", &port, "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .env("DEVINGRESS_SYSTEM_ROOT", c.kubeconfig.with_file_name("system"))
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port} is already in use by another program")), "{stderr}");
@@ -381,6 +386,7 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
         .arg(&kubeconfig)
         .env("NO_COLOR", "1")
         .env("DEVINGRESS_DATA_DIR", &data)
+        .env("DEVINGRESS_SYSTEM_ROOT", dir.path().join("system"))
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -30,7 +30,15 @@ pub struct Devingress {
 
 impl Devingress {
     /// Starts `devingress up` on an ephemeral port and waits until it serves.
+    /// Its system files (hosts, resolver) live under `<kubeconfig dir>/system`,
+    /// never the machine's own.
     pub async fn up(kubeconfig: &Path, extra: &[&str]) -> Self {
+        let system_root = kubeconfig.parent().expect("kubeconfig in a directory").join("system");
+        Self::up_with_env(kubeconfig, extra, &[("DEVINGRESS_SYSTEM_ROOT", system_root.as_os_str())]).await
+    }
+
+    /// [`Devingress::up`] with more environment variables (these win).
+    pub async fn up_with_env(kubeconfig: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut args = vec!["up", "--http-port", "0", "--https-port", "0", "--dns-port", "0"];
         args.extend_from_slice(extra);
         let data_dir = kubeconfig.parent().expect("kubeconfig in a directory").join("data");
@@ -40,6 +48,7 @@ impl Devingress {
             .env("DEVINGRESS_DATA_DIR", &data_dir)
             .env("RUST_LOG", "devingress=debug")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

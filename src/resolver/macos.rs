@@ -1,10 +1,12 @@
 //! macOS: one file per served domain under `/etc/resolver`, each sending
-//! that domain (and its subdomains) to devingress's DNS server. Written and
-//! tested here against temporary roots; used on macOS.
+//! that domain (and its subdomains) to devingress's DNS server, with a
+//! `port` line (resolver(5) documents it). `devingress setup` lets the
+//! user add and remove files there. Tested here against temporary roots.
 
 use std::collections::BTreeSet;
-use std::io;
 use std::path::{Path, PathBuf};
+
+use super::{OsResolver, ResolverError};
 
 /// The first line of every file devingress writes; files without it are
 /// the user's and are never touched.
@@ -15,12 +17,6 @@ pub const MARKER: &str = "# managed by devingress: removed when it stops";
 pub struct ResolverDir {
     dir: PathBuf,
     port: u16,
-}
-
-/// The domain a host pattern needs: the host itself, or a wildcard's domain
-/// (a resolver file covers subdomains too).
-pub fn domain_of(host: &str) -> &str {
-    host.strip_prefix("*.").unwrap_or(host)
 }
 
 /// The contents of one file.
@@ -49,8 +45,12 @@ impl ResolverDir {
     }
 
     /// Makes the files match `hosts`. Returns the domains added and removed.
-    pub fn apply(&self, hosts: &[String]) -> io::Result<(Vec<String>, Vec<String>)> {
-        let want: BTreeSet<String> = hosts.iter().map(|h| domain_of(h).to_string()).collect();
+    pub fn sync(&self, hosts: &[String]) -> Result<(Vec<String>, Vec<String>), ResolverError> {
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ResolverError::File { path, source }
+        };
+        let want = super::domains(hosts);
         let have = self.current();
         let mut added = Vec::new();
         for domain in want.iter() {
@@ -62,23 +62,38 @@ impl ResolverDir {
             let body = contents(self.port);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(body.as_str()) {
                 if !self.dir.exists() {
-                    std::fs::create_dir_all(&self.dir)?;
+                    std::fs::create_dir_all(&self.dir).map_err(err(&self.dir))?;
                 }
-                crate::paths::write_atomic(&path, body.as_bytes(), false)?;
+                crate::paths::write_atomic(&path, body.as_bytes(), false).map_err(err(&path))?;
                 added.push(domain.clone());
             }
         }
         let mut removed = Vec::new();
         for domain in have.difference(&want) {
-            std::fs::remove_file(self.dir.join(domain))?;
+            let path = self.dir.join(domain);
+            std::fs::remove_file(&path).map_err(err(&path))?;
             removed.push(domain.clone());
         }
         Ok((added, removed))
     }
 
     /// Removes every file of ours (on exit, and at start after a crash).
-    pub fn remove_all(&self) -> io::Result<Vec<String>> {
-        self.apply(&[]).map(|(_, removed)| removed)
+    pub fn remove_all(&self) -> Result<Vec<String>, ResolverError> {
+        self.sync(&[]).map(|(_, removed)| removed)
+    }
+}
+
+impl OsResolver for ResolverDir {
+    fn describe(&self) -> String {
+        format!("a file per served domain in {}", self.dir.display())
+    }
+
+    fn apply(&mut self, hosts: &[String]) -> Result<bool, ResolverError> {
+        self.sync(hosts).map(|(added, removed)| !added.is_empty() || !removed.is_empty())
+    }
+
+    fn remove(&mut self) -> Result<bool, ResolverError> {
+        self.remove_all().map(|removed| !removed.is_empty())
     }
 }
 
@@ -95,15 +110,15 @@ mod tests {
         std::fs::write(resolver.join("mine.example.com"), "nameserver 10.0.0.2\n").unwrap();
         let r = ResolverDir::new(&resolver, 10053);
         let hosts = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (added, removed) = r.apply(&hosts(&["alpaca.example.com", "*.apps.test", "mine.example.com"])).unwrap();
+        let (added, removed) = r.sync(&hosts(&["alpaca.example.com", "*.apps.test", "mine.example.com"])).unwrap();
         assert_eq!(added, ["alpaca.example.com", "apps.test"]);
         assert!(removed.is_empty());
         assert_eq!(std::fs::read_to_string(resolver.join("apps.test")).unwrap(), contents(10053));
         assert!(std::fs::read_to_string(resolver.join("apps.test")).unwrap().contains("port 10053\n"));
         assert_eq!(std::fs::read_to_string(resolver.join("mine.example.com")).unwrap(), "nameserver 10.0.0.2\n");
         // Idempotent, then a host goes away.
-        assert_eq!(r.apply(&hosts(&["alpaca.example.com", "*.apps.test"])).unwrap(), (vec![], vec![]));
-        let (_, removed) = r.apply(&hosts(&["alpaca.example.com"])).unwrap();
+        assert_eq!(r.sync(&hosts(&["alpaca.example.com", "*.apps.test"])).unwrap(), (vec![], vec![]));
+        let (_, removed) = r.sync(&hosts(&["alpaca.example.com"])).unwrap();
         assert_eq!(removed, ["apps.test"]);
         // A crash leaves files; the next start removes exactly ours.
         let next = ResolverDir::new(&resolver, 10053);
