@@ -166,8 +166,16 @@ async fn setup_then_up_route_served_domains_through_systemd_resolved() {
     // up now routes exactly the served domains on devingress0.
     let d = sys.up(&c, &[]).await;
     let port = d.dns_port.unwrap();
+    // The calls of one update end with mdns.
+    let applied = |want: &'static str| {
+        let sys = &sys;
+        move || async move {
+            let calls = sys.calls();
+            calls.iter().any(|l| l == want) && calls.last().is_some_and(|l| l == "resolvectl mdns devingress0 no")
+        }
+    };
     let want = "resolvectl domain devingress0 ~alpaca.example.com ~bandicoot.example.com";
-    assert!(eventually(SETTLE, || async { sys.calls().iter().any(|l| l == want) }).await, "{:?}", sys.calls());
+    assert!(eventually(SETTLE, applied(want)).await, "{:?}", sys.calls());
     let calls = sys.calls();
     let first_revert = calls.iter().position(|l| l == "resolvectl revert devingress0").expect("crash repair first");
     let dns = format!("resolvectl dns devingress0 127.0.0.1:{port} [::1]:{port}");
@@ -179,11 +187,7 @@ async fn setup_then_up_route_served_domains_through_systemd_resolved() {
     // A wildcard host arrives: its parent domain is routed too.
     late_ingress(&c);
     let want = "resolvectl domain devingress0 ~alpaca.example.com ~apps.test ~bandicoot.example.com";
-    let applied = || async {
-        let calls = sys.calls();
-        calls.iter().any(|l| l == want) && calls.last().is_some_and(|l| l == "resolvectl mdns devingress0 no")
-    };
-    assert!(eventually(SETTLE, applied).await, "{:?}", sys.calls());
+    assert!(eventually(SETTLE, applied(want)).await, "{:?}", sys.calls());
     // Exit takes it all back.
     let n = sys.calls().len();
     stop(d).await;
@@ -290,4 +294,83 @@ async fn a_resolver_the_user_chose_that_fails_ends_the_run_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("cannot use systemd-resolved") && stderr.contains("Access denied"), "{stderr}");
+}
+
+/// Whether this test may make a mount namespace (root, with unshare).
+fn can_unshare() -> bool {
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    is_root && crate::support::devingress::on_path("unshare") && crate::support::devingress::on_path("nsenter")
+}
+
+/// Runs `program args` in `pid`'s mount namespace.
+async fn in_namespace(pid: u32, program: &str, args: &[&str], data_dir: &Path) -> std::process::Output {
+    tokio::process::Command::new("nsenter")
+        .env("DEVINGRESS_DATA_DIR", data_dir)
+        .args(["-t", &pid.to_string(), "-m", program])
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn getaddrinfo_resolves_served_hosts_through_the_hosts_file_and_doctor_agrees() {
+    if !can_unshare() {
+        eprintln!("skipped: needs root, unshare and nsenter (CI has them) to give devingress its own /etc");
+        return;
+    }
+    // devingress gets a private copy of /etc in its own mount namespace, so
+    // that it edits a real /etc/hosts that glibc reads, and the machine's stays as it is.
+    let machine_hosts = std::fs::read("/etc/hosts").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    assert!(std::process::Command::new("cp").arg("-a").arg("/etc").arg(&etc).status().unwrap().success());
+    let original = std::fs::read(etc.join("hosts")).unwrap();
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let etc_arg = etc.display().to_string();
+    let wrapper = ["unshare", "-m", "sh", "-c", "mount --bind \"$0\" /etc && exec \"$@\"", &etc_arg];
+    let d = Devingress::up_wrapped(&wrapper, &c.kubeconfig, &["--resolver", "hosts"], &[]).await;
+    let pid = d.pid();
+    let data_dir = d.data_dir.clone();
+    let resolves = |host: &'static str| {
+        let data_dir = data_dir.clone();
+        async move {
+            let out = in_namespace(pid, "getent", &["ahostsv4", host], &data_dir).await;
+            String::from_utf8_lossy(&out.stdout).lines().next().is_some_and(|l| l.starts_with("127.0.0.1 "))
+        }
+    };
+    assert!(eventually(SETTLE, || resolves("alpaca.example.com")).await, "{}", d.log());
+    // A new Ingress: how long until getaddrinfo gives 127.0.0.1.
+    let added = std::time::Instant::now();
+    c.ingress(
+        "default",
+        "late",
+        json!({"rules": [{"host": "late.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+    );
+    assert!(eventually(SETTLE, || resolves("late.example.com")).await, "{}", d.log());
+    eprintln!("a new Ingress's host resolved through getaddrinfo after {:?}", added.elapsed());
+
+    // doctor, run where devingress runs, finds every part working but the CA.
+    let (http, dns) = (d.port.to_string(), d.dns_port.unwrap().to_string());
+    let https = d.https_port.unwrap().to_string();
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let args =
+        ["doctor", "--kubeconfig", &kubeconfig, "--http-port", &http, "--https-port", &https, "--dns-port", &dns];
+    let out = in_namespace(pid, BIN, &args, &d.data_dir).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let resolver_ok = stdout
+        .lines()
+        .any(|l| l.starts_with("ok    OS resolver: alpaca.example.com resolves to [") && l.contains("127.0.0.1"));
+    assert!(resolver_ok, "{stdout}");
+    assert!(stdout.contains("FAIL  CA trusted: devingress local CA"), "{stdout}");
+    assert_eq!(stdout.matches("FAIL").count(), 1, "only the CA, which no store trusts here:\n{stdout}");
+
+    c.api.delete(INGRESSES, "default", "late");
+    assert!(eventually(SETTLE, || async { !resolves("late.example.com").await }).await, "gone with its Ingress");
+    stop(d).await;
+    assert_eq!(std::fs::read(etc.join("hosts")).unwrap(), original, "restored byte for byte");
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), machine_hosts, "the machine's own hosts file never changed");
 }

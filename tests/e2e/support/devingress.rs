@@ -39,10 +39,29 @@ impl Devingress {
 
     /// [`Devingress::up`] with more environment variables (these win).
     pub async fn up_with_env(kubeconfig: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
+        Self::up_wrapped(&[], kubeconfig, extra, env).await
+    }
+
+    /// [`Devingress::up_with_env`] started through `wrapper` (a program and
+    /// its arguments, which end by running the binary given after them).
+    pub async fn up_wrapped(
+        wrapper: &[&str],
+        kubeconfig: &Path,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let mut args = vec!["up", "--http-port", "0", "--https-port", "0", "--dns-port", "0"];
         args.extend_from_slice(extra);
         let data_dir = kubeconfig.parent().expect("kubeconfig in a directory").join("data");
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(&args)
             .env("KUBECONFIG", kubeconfig)
             .env("DEVINGRESS_DATA_DIR", &data_dir)
