@@ -40,6 +40,40 @@ pub enum Command {
     /// Do the one-time privileged set-up (ports 80/443, the OS resolver),
     /// explaining each step first; `--undo` takes it back.
     Setup(SetupArgs),
+    /// Show what the running daemon serves and how it is doing.
+    Status(StatusArgs),
+    /// Stop the running daemon cleanly.
+    Down,
+    /// Print the running daemon's log.
+    Logs(LogsArgs),
+    /// Make the running daemon answer every request with 503 until `resume`.
+    Pause,
+    /// Serve again after `pause`.
+    Resume,
+    /// Make the running daemon watch another kubeconfig context (it restarts).
+    UseContext {
+        /// The context's name.
+        context: String,
+    },
+}
+
+/// Settings of `devingress status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print the status model as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings of `devingress logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines until the daemon stops.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// How many past lines to print first.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub lines: usize,
 }
 
 /// Settings of `devingress setup`.
@@ -160,6 +194,10 @@ pub struct UpArgs {
     /// Which Ingresses, by class.
     #[command(flatten)]
     pub class: ClassArgs,
+    /// Run without the tray icon, even in a build with the `tray` feature
+    /// and a display.
+    #[arg(long)]
+    pub no_tray: bool,
     /// Make the devingress IngressClass the cluster's default class.
     #[arg(long)]
     pub default_class: bool,

@@ -28,6 +28,10 @@ pub struct ClusterInfo {
     pub cluster: String,
     /// The API server URL.
     pub server: String,
+    /// Every context in the kubeconfig (one may switch to them).
+    pub contexts: Vec<String>,
+    /// The Kubernetes version, once the API server has said it.
+    pub version: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 /// Why a client could not be made.
@@ -63,9 +67,11 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, ClusterInfo), Connec
         return Err(ConnectError::UnknownContext(context, known.join(", ")));
     };
     let cluster = named.context.as_ref().map(|c| c.cluster.clone()).unwrap_or_default();
+    let contexts = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
     let options = KubeConfigOptions { context: Some(context.clone()), ..KubeConfigOptions::default() };
     let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(ConnectError::Kubeconfig)?;
-    let info = ClusterInfo { context, cluster, server: config.cluster_url.to_string() };
+    let info =
+        ClusterInfo { context, cluster, server: config.cluster_url.to_string(), contexts, version: Default::default() };
     let client = client_from_config(config).map_err(ConnectError::Client)?;
     Ok((client, info))
 }

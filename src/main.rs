@@ -12,14 +12,18 @@ async fn main() -> std::process::ExitCode {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(devingress::logs::Tee)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let data_dir = cli.data_dir;
     let result = match cli.command {
-        Command::Up(args) => commands::up::run(args, data_dir, shutdown_signal()).await,
+        Command::Up(args) => match commands::up::run(args, data_dir, shutdown_signal()).await {
+            Ok(commands::up::Exit::SwitchContext(context)) => commands::up::restart_with_context(&context),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        },
         Command::Routes(args) => commands::routes::run(args).await,
         Command::Ca(CaCommand::Path) => commands::ca::path(data_dir),
         Command::Ca(CaCommand::Show) => commands::ca::show(data_dir),
@@ -27,6 +31,12 @@ async fn main() -> std::process::ExitCode {
         Command::Untrust => commands::ca::trust(data_dir, false),
         Command::Doctor(args) => commands::doctor::run(args, data_dir).await,
         Command::Setup(args) => commands::setup::run(args),
+        Command::Status(args) => commands::control::status(args).await,
+        Command::Down => commands::control::down().await,
+        Command::Logs(args) => commands::control::logs(args).await,
+        Command::Pause => commands::control::pause(true).await,
+        Command::Resume => commands::control::pause(false).await,
+        Command::UseContext { context } => commands::control::use_context(context).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! turn errors into messages with `anyhow` context.
 
 pub mod ca;
+pub mod control;
 pub mod doctor;
 pub mod routes;
 pub mod setup;
@@ -28,7 +29,10 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<(Client, ClusterInfo)
 /// Says which Kubernetes version answers, or that none does yet.
 async fn check_version(client: Client, info: ClusterInfo) {
     match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-        Ok(Ok(v)) => tracing::info!("connected: Kubernetes {}", v.git_version),
+        Ok(Ok(v)) => {
+            tracing::info!("connected: Kubernetes {}", v.git_version);
+            let _ = info.version.set(v.git_version);
+        }
         Ok(Err(e)) => tracing::warn!(
             "cannot reach the API server at {}: {}; retrying with backoff",
             info.server,

@@ -11,12 +11,16 @@ use tokio::sync::{oneshot, watch};
 
 use crate::cli::UpArgs;
 use crate::cluster::{ClusterWatch, SecretWatch, StatusWriter, ensure_class};
+use crate::control::server::{ControlServer, Handles};
+use crate::control::{Action, ControlError};
 use crate::listen::{self, PortChoice};
 use crate::paths::Paths;
 use crate::progress::Progress;
 use crate::proxy::{self, Proxy};
 use crate::resolver::{OsResolver, ResolverKind};
 use crate::routes::{self, ClassPolicy, RouteTable, SecretRef, Target};
+use crate::status::StatusHub;
+use crate::status::model::{DnsStatus, Listeners};
 use crate::tls::{self, LeafStore, LocalCa, SecretCerts};
 use crate::upstream::{Key, Upstream};
 
@@ -27,14 +31,31 @@ const REBUILD_DELAY: Duration = Duration::from_millis(20);
 /// How long a clean exit waits to take devingress's address out of statuses.
 const STATUS_CLEANUP: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` resolves, then shuts down gracefully.
-pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    if !args.listen.is_loopback() {
-        tracing::warn!(
-            "listening on {}, which is not loopback: other machines can reach your cluster's Ingresses",
-            args.listen
-        );
-    }
+/// How `up` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped (signal, or `devingress down`).
+    Stopped,
+    /// Another daemon runs already; nothing was started.
+    AlreadyRunning,
+    /// Stopped to start again on this context.
+    SwitchContext(String),
+}
+
+/// Runs until `shutdown` resolves (or `devingress down`), then shuts down gracefully.
+pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> anyhow::Result<Exit> {
+    // One daemon per user: a second `up` says so instead of failing on a port.
+    let control = match ControlServer::bind(&crate::control::socket_path()).await {
+        Ok(c) => Some(c),
+        Err(e @ ControlError::AlreadyRunning { .. }) => {
+            eprintln!("{e}: `devingress status` shows it, `devingress down` stops it");
+            return Ok(Exit::AlreadyRunning);
+        }
+        Err(e) => {
+            tracing::warn!("{e}; `devingress status`, `down` and `logs` cannot reach this daemon");
+            None
+        }
+    };
     // Bind first: a port problem should end the run before anything else.
     let http_choice = PortChoice { explicit: args.http_port, default: 80, fallback: 8080, flag: "--http-port" };
     let listener = listen::bind(args.listen, http_choice).await.context("cannot serve HTTP")?;
@@ -51,7 +72,8 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         if !crate::truststore::is_trusted(&ca, &paths.ca_cert()) {
             tracing::warn!("browsers do not trust the local CA yet: run `devingress trust` once");
         }
-        Some((listener, Arc::new(LeafStore::new(Arc::new(ca), paths.leaves_dir()))))
+        let ca = Arc::new(ca);
+        Some((listener, Arc::new(LeafStore::new(ca.clone(), paths.leaves_dir())), ca, paths.ca_cert()))
     };
 
     let (client, info) = super::connect(&args.cluster).await?;
@@ -59,6 +81,13 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     let policy = args.class.policy();
 
     let (table_tx, table_rx) = watch::channel(Arc::new(RouteTable::default()));
+    let hub = Arc::new(StatusHub::new(table_rx.clone(), watch.health(), info.clone()));
+    let (action_tx, mut actions) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(control) = control {
+        tracing::debug!("control socket at {}", control.path().display());
+        let handles = Handles { hub: hub.clone(), actions: action_tx, contexts: info.contexts.clone() };
+        tokio::spawn(control.serve(handles));
+    }
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
     let (stop_status, stop_rx) = oneshot::channel();
@@ -86,9 +115,9 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     // The OS resolver: take back what a crashed run left, then follow the table.
     let (stop_resolver, resolver_stop_rx) = oneshot::channel();
     let dns_port = dns.as_ref().and_then(|d| d.addrs.first()).map(|a| a.port());
-    let resolver_task = start_resolver(&args, dns_port)
-        .await?
-        .map(|resolver| tokio::spawn(follow_resolver(resolver, table_rx.clone(), resolver_stop_rx)));
+    let (resolver, dns_status) = start_resolver(&args, dns_port).await?;
+    hub.set_dns(dns_status);
+    let resolver_task = resolver.map(|r| tokio::spawn(follow_resolver(r, table_rx.clone(), resolver_stop_rx)));
 
     let upstream = Upstream::new(client.clone(), args.pool.settings());
     tokio::spawn(follow_endpoints(table_rx.clone(), upstream.clone()));
@@ -101,9 +130,16 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
 
     let mut servers = Vec::new();
     let mut https_port = None;
-    if let Some((listener, leaves)) = https {
+    let mut listeners = Listeners {
+        http: Some(listener.local_addr()?.to_string()),
+        https: None,
+        dns: dns.as_ref().and_then(|d| d.addrs.first()).map(|a| a.to_string()),
+    };
+    if let Some((listener, leaves, ca, ca_path)) = https {
         let addr = listener.local_addr()?;
         https_port = Some(addr.port());
+        listeners.https = Some(addr.to_string());
+        hub.set_ca(ca, ca_path);
         let secret_certs = Arc::new(RwLock::new(SecretCerts::default()));
         tokio::spawn(follow_secrets(SecretWatch::new(client.clone()), table_rx.clone(), secret_certs.clone()));
         let acceptor = tls::acceptor(table_rx.clone(), leaves, secret_certs);
@@ -113,6 +149,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
             health: watch.health(),
             proto: "https",
             https_port: None,
+            status: hub.clone(),
         });
         tracing::info!("serving HTTPS on https://{addr}");
         servers.push(tokio::spawn(proxy::serve(
@@ -124,10 +161,22 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         )));
     }
     let addr = listener.local_addr()?;
+    hub.set_listeners(listeners);
     tracing::info!("serving HTTP on http://{addr}");
-    let proxy = Arc::new(Proxy { table: table_rx, upstream, health: watch.health(), proto: "http", https_port });
+    tracing::info!("status page: http://{}:{}/", crate::status::STATUS_HOST, addr.port());
+    let proxy =
+        Arc::new(Proxy { table: table_rx, upstream, health: watch.health(), proto: "http", https_port, status: hub });
     servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
-    shutdown.await;
+    let exit = tokio::select! {
+        () = shutdown => Exit::Stopped,
+        action = actions.recv() => match action {
+            Some(Action::SwitchContext(context)) => Exit::SwitchContext(context),
+            Some(Action::Down) | None => {
+                tracing::info!("stopping: asked by `devingress down`");
+                Exit::Stopped
+            }
+        },
+    };
     tracing::info!("shutting down: waiting up to {:?} for requests in flight", args.shutdown_timeout);
     let _ = stop_tx.send(true);
     for s in servers {
@@ -142,7 +191,40 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         tracing::warn!("could not remove devingress's address from Ingress statuses within {STATUS_CLEANUP:?}");
     }
     tracing::info!("stopped");
-    Ok(())
+    Ok(exit)
+}
+
+/// Starts `devingress up` again in this process's place, on `context`.
+pub fn restart_with_context(context: &str) -> anyhow::Result<()> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut skip = false;
+    for a in std::env::args_os().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        match a.to_str() {
+            Some("--context") => skip = true,
+            Some(s) if s.starts_with("--context=") => {}
+            _ => args.push(a),
+        }
+    }
+    args.push("--context".into());
+    args.push(context.into());
+    let exe = std::env::current_exe().context("cannot find the devingress binary")?;
+    tracing::info!("starting again on context {context}");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        Err(cmd.exec()).context("cannot start devingress again")
+    }
+    #[cfg(not(unix))]
+    {
+        cmd.spawn().context("cannot start devingress again")?;
+        Ok(())
+    }
 }
 
 /// Rebuilds the routing table after every change in the cluster, and says
@@ -194,11 +276,16 @@ async fn follow_secrets(
 }
 
 /// The OS resolver integration `args` asks for, with whatever an earlier
-/// run left behind taken back. An integration the user chose must work;
-/// the automatic choice may fail with a warning that says what to do.
-async fn start_resolver(args: &UpArgs, dns_port: Option<u16>) -> anyhow::Result<Option<Box<dyn OsResolver>>> {
+/// run left behind taken back, and how it stands for the status model. An
+/// integration the user chose must work; the automatic choice may fail
+/// with a warning that says what to do.
+async fn start_resolver(
+    args: &UpArgs,
+    dns_port: Option<u16>,
+) -> anyhow::Result<(Option<Box<dyn OsResolver>>, DnsStatus)> {
     let chosen = args.resolver != ResolverKind::Auto || args.hosts_file.is_some();
     let sys = crate::resolver::SystemPaths::from_env();
+    let not_set_up = |problem: String| DnsStatus { resolver: None, problem: Some(problem) };
     let mut resolver = match crate::resolver::choose(args.resolver, args.hosts_file.as_deref(), dns_port, &sys) {
         Ok(r) => r,
         Err(why) => {
@@ -207,7 +294,7 @@ async fn start_resolver(args: &UpArgs, dns_port: Option<u16>) -> anyhow::Result<
             } else {
                 tracing::warn!("{why}");
             }
-            return Ok(None);
+            return Ok((None, not_set_up(why)));
         }
     };
     let what = resolver.describe();
@@ -221,12 +308,13 @@ async fn start_resolver(args: &UpArgs, dns_port: Option<u16>) -> anyhow::Result<
         Ok(false) => {}
         Err(e) if chosen => return Err(e).with_context(|| format!("cannot use {what}")),
         Err(e) => {
-            tracing::warn!("cannot use {what}: {e}; run `devingress setup`, or choose another with --resolver");
-            return Ok(None);
+            let why = format!("cannot use {what}: {e}; run `devingress setup`, or choose another with --resolver");
+            tracing::warn!("{why}");
+            return Ok((None, not_set_up(why)));
         }
     }
     tracing::info!("the OS resolves served hosts through {what}");
-    Ok(Some(resolver))
+    Ok((Some(resolver), DnsStatus { resolver: Some(what), problem: None }))
 }
 
 /// Keeps the OS resolver sending exactly the served hosts to devingress,

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::cluster::Health;
 use crate::routes::{RouteTable, normalize_request_host};
+use crate::status::{STATUS_HOST, StatusHub};
 use crate::upstream::{RequestHead, Upstream};
 
 /// The body of responses the proxy sends to clients.
@@ -46,6 +47,8 @@ pub struct Proxy {
     /// The HTTPS port, when HTTPS is served: `spec.tls` hosts on the HTTP
     /// listener are redirected there (rule 19).
     pub https_port: Option<u16>,
+    /// The status model: counters, pause, and the status page.
+    pub status: Arc<StatusHub>,
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets in-flight requests
@@ -129,19 +132,55 @@ pub async fn serve(
 /// How long a client may take over its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Routes and forwards one request. Never fails: problems become pages.
-pub async fn handle(
-    proxy: &Proxy,
-    peer: SocketAddr,
-    local_port: u16,
-    mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
+/// Answers one request: the status page, or the route's pod; counts it.
+/// Never fails: problems become pages.
+pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Request<Incoming>) -> Response<ProxyBody> {
     let host_value = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
         .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     let host = host_value.as_deref().map(normalize_request_host).unwrap_or_default();
+    if host == STATUS_HOST {
+        return status_page(proxy, req.uri().path());
+    }
+    let res = if proxy.status.paused() {
+        pages::paused()
+    } else {
+        forward(proxy, peer, local_port, req, host_value, &host).await
+    };
+    let status = res.status();
+    let reason = match res.extensions().get::<pages::ErrorReason>() {
+        Some(r) => Some(r.0.clone()),
+        None if status.is_server_error() => Some(format!("the pod answered {status}")),
+        None => None,
+    };
+    proxy.status.stats.record(&host, status.as_u16(), reason.as_deref());
+    res
+}
+
+/// The status page, its JSON, or a 404.
+fn status_page(proxy: &Proxy, path: &str) -> Response<ProxyBody> {
+    match path {
+        "/" => pages::document("text/html; charset=utf-8", crate::status::page::html(&proxy.status.snapshot())),
+        "/status.json" => {
+            let json = serde_json::to_string_pretty(&proxy.status.snapshot()).expect("status serializes");
+            pages::document("application/json", json)
+        }
+        other => pages::page(StatusCode::NOT_FOUND, &format!("No page {other:?} here."), "The status page is at /."),
+    }
+}
+
+/// Routes and forwards one request.
+async fn forward(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    local_port: u16,
+    mut req: Request<Incoming>,
+    host_value: Option<String>,
+    host: &str,
+) -> Response<ProxyBody> {
+    let host = host.to_string();
     let path = req.uri().path().to_string();
     let table = proxy.table.borrow().clone();
     if let (Some(port), "http") = (proxy.https_port, proxy.proto) {

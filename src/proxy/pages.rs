@@ -7,6 +7,10 @@ use http_body_util::{BodyExt, Full};
 use super::ProxyBody;
 use crate::routes::{Backend, RouteTable, Target};
 
+/// Why devingress answered with an error of its own, for the status model.
+#[derive(Debug, Clone)]
+pub struct ErrorReason(pub String);
+
 /// A plain-text page: what happened, then details.
 pub fn page(status: StatusCode, headline: &str, details: &str) -> Response<ProxyBody> {
     let mut text = format!("{} {}\n\n{headline}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
@@ -21,6 +25,27 @@ pub fn page(status: StatusCode, headline: &str, details: &str) -> Response<Proxy
     let mut res = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status.is_server_error() {
+        let reason = if details.is_empty() { headline.to_string() } else { format!("{headline} {details}") };
+        res.extensions_mut().insert(ErrorReason(reason.replace('\n', " ")));
+    }
+    res
+}
+
+/// 503: the user paused devingress.
+pub fn paused() -> Response<ProxyBody> {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "devingress is paused.",
+        "Resume it from the tray menu or with `devingress resume`.",
+    )
+}
+
+/// A page of the given type (the status page and its JSON).
+pub fn document(content_type: &'static str, body: String) -> Response<ProxyBody> {
+    let mut res = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

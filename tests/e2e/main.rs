@@ -1,6 +1,7 @@
 //! End-to-end tests: the real devingress binary against the fake API server.
 
 mod controller;
+mod daemon;
 mod dataplane;
 mod dns;
 mod https;

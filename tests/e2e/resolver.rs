@@ -287,6 +287,7 @@ async fn a_resolver_the_user_chose_that_fails_ends_the_run_with_the_reason() {
         .env("KUBECONFIG", &c.kubeconfig)
         .env("DEVINGRESS_DATA_DIR", sys.dir.path().join("data"))
         .env("DEVINGRESS_SYSTEM_ROOT", sys.root())
+        .env("DEVINGRESS_RUNTIME_DIR", sys.dir.path().join("run"))
         .env("PATH", sys.path_var())
         .output()
         .await

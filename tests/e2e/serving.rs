@@ -305,7 +305,7 @@ async fn missing_kubeconfig_and_unknown_context_are_plain_errors() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("context \"nope\" is not in the kubeconfig (it has: fake)"), "{stderr}");
+    assert!(stderr.contains("context \"nope\" is not in the kubeconfig (it has: fake, fake-again)"), "{stderr}");
 }
 
 #[tokio::test]
@@ -387,6 +387,7 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
         .env("NO_COLOR", "1")
         .env("DEVINGRESS_DATA_DIR", &data)
         .env("DEVINGRESS_SYSTEM_ROOT", dir.path().join("system"))
+        .env("DEVINGRESS_RUNTIME_DIR", dir.path().join("run"))
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -14,6 +14,12 @@ use hyper_util::rt::TokioExecutor;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_devingress");
 
+/// The control socket's directory for the daemon of the test cluster whose
+/// kubeconfig is `kubeconfig` (one per test, so tests do not see each other).
+pub fn runtime_dir(kubeconfig: &Path) -> std::path::PathBuf {
+    kubeconfig.parent().expect("kubeconfig in a directory").join("run")
+}
+
 /// A running `devingress up`, killed when dropped.
 pub struct Devingress {
     child: Child,
@@ -29,6 +35,11 @@ pub struct Devingress {
 }
 
 impl Devingress {
+    /// The directory of its control socket.
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        self.data_dir.with_file_name("run")
+    }
+
     /// Starts `devingress up` on an ephemeral port and waits until it serves.
     /// Its system files (hosts, resolver) live under `<kubeconfig dir>/system`,
     /// never the machine's own.
@@ -67,6 +78,7 @@ impl Devingress {
             .env("DEVINGRESS_DATA_DIR", &data_dir)
             .env("RUST_LOG", "devingress=debug")
             .env("NO_COLOR", "1")
+            .env("DEVINGRESS_RUNTIME_DIR", runtime_dir(kubeconfig))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

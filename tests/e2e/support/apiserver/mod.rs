@@ -214,7 +214,7 @@ impl FakeApiServer {
     pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let yaml = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n    token: {}\n",
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\n- name: fake-again\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n    token: {}\n",
             self.url(),
             self.shared.token
         );

@@ -1,0 +1,173 @@
+//! The daemon's side of the control socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::{Action, ControlError, Reply, Request};
+use crate::status::StatusHub;
+
+/// The longest request line accepted.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// A bound control socket, removed when dropped.
+pub struct ControlServer {
+    path: PathBuf,
+    #[cfg(unix)]
+    listener: tokio::net::UnixListener,
+}
+
+/// What requests may act on.
+pub struct Handles {
+    /// The status model.
+    pub hub: Arc<StatusHub>,
+    /// Where `down` and `switch-context` go.
+    pub actions: mpsc::UnboundedSender<Action>,
+    /// The kubeconfig contexts one may switch to.
+    pub contexts: Vec<String>,
+}
+
+impl ControlServer {
+    /// Binds the socket at `path`, unless a daemon answers there already. A
+    /// socket file that nothing answers on is left from a crash and replaced.
+    pub async fn bind(path: &Path) -> Result<Self, ControlError> {
+        if let Ok(s) = super::client::status(path).await {
+            return Err(ControlError::AlreadyRunning { pid: s.pid, context: s.cluster.context, hosts: s.hosts.len() });
+        }
+        let io = |source| ControlError::Io { path: path.display().to_string(), source };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Some(dir) = path.parent() {
+                crate::paths::private_dir(dir).map_err(io)?;
+            }
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::debug!("removed a control socket left by a crash: {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            Ok(ControlServer { path: path.to_path_buf(), listener })
+        }
+        #[cfg(windows)]
+        {
+            // Claim the name now, so that a second daemon fails here.
+            tokio::net::windows::named_pipe::ServerOptions::new()
+                .first_pipe_instance(true)
+                .create(path)
+                .map_err(io)
+                .map(|first| {
+                    drop(first);
+                    ControlServer { path: path.to_path_buf() }
+                })
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Answers requests until the task is dropped.
+    pub async fn serve(self, handles: Handles) {
+        let handles = Arc::new(handles);
+        loop {
+            #[cfg(unix)]
+            let stream = match self.listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            #[cfg(windows)]
+            let stream = {
+                let server = match tokio::net::windows::named_pipe::ServerOptions::new().create(&self.path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("control pipe: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if server.connect().await.is_err() {
+                    continue;
+                }
+                server
+            };
+            tokio::spawn(answer(stream, handles.clone()));
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn write_json<W: AsyncWrite + Unpin, T: serde::Serialize>(w: &mut W, value: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(value).expect("answers serialize");
+    line.push('\n');
+    w.write_all(line.as_bytes()).await
+}
+
+/// Answers one request.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: S, h: Arc<Handles>) -> std::io::Result<()> {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await?;
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return write_json(&mut write, &Reply { ok: false, message: format!("bad request: {e}") }).await,
+    };
+    let reply = |message: String| Reply { ok: true, message };
+    match request {
+        Request::Status => write_json(&mut write, &h.hub.snapshot()).await,
+        Request::Down => {
+            write_json(&mut write, &reply(format!("stopping devingress (pid {})", std::process::id()))).await?;
+            let _ = h.actions.send(Action::Down);
+            Ok(())
+        }
+        Request::Pause => {
+            h.hub.set_paused(true);
+            write_json(&mut write, &reply("paused: requests get 503 until resumed".into())).await
+        }
+        Request::Resume => {
+            h.hub.set_paused(false);
+            write_json(&mut write, &reply("serving again".into())).await
+        }
+        Request::SwitchContext { context } => {
+            if !h.contexts.contains(&context) {
+                let message = format!("no context {context:?} in the kubeconfig (it has: {})", h.contexts.join(", "));
+                return write_json(&mut write, &Reply { ok: false, message }).await;
+            }
+            write_json(&mut write, &reply(format!("switching to context {context}"))).await?;
+            let _ = h.actions.send(Action::SwitchContext(context));
+            Ok(())
+        }
+        Request::Logs { follow, lines } => {
+            let (past, mut rx) = crate::logs::hub().tail(lines);
+            for l in past {
+                write.write_all(format!("{l}\n").as_bytes()).await?;
+            }
+            if follow {
+                loop {
+                    match rx.recv().await {
+                        Ok(l) => write.write_all(format!("{l}\n").as_bytes()).await?,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            write.write_all(format!("… {n} line(s) skipped\n").as_bytes()).await?
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            write.shutdown().await
+        }
+    }
+}

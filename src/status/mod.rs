@@ -1,0 +1,133 @@
+//! The running daemon's status model and what keeps it: the routing table,
+//! the cluster's health, request counters, and the facts set at start.
+//! The CLI (`devingress status`), the status page and the tray all read it.
+
+pub mod model;
+pub mod page;
+pub mod stats;
+pub mod text;
+
+pub use model::{State, Status};
+pub use stats::Stats;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::cluster::Health;
+use crate::kubeclient::ClusterInfo;
+use crate::routes::RouteTable;
+use crate::tls::LocalCa;
+use model::{ClusterStatus, DnsStatus, Facts, Listeners, TlsStatus};
+
+/// How long a trust-store check is reused.
+const TRUST_CHECK_TTL: Duration = Duration::from_secs(10);
+
+/// The host the status page is served on (`*.localhost` reaches loopback in
+/// browsers with no DNS set-up).
+pub const STATUS_HOST: &str = "devingress.localhost";
+
+/// Keeps what the status model is built from.
+pub struct StatusHub {
+    table: watch::Receiver<Arc<RouteTable>>,
+    health: Arc<Health>,
+    cluster: ClusterInfo,
+    /// Request counters, written by the proxy.
+    pub stats: Arc<Stats>,
+    paused: AtomicBool,
+    started: Instant,
+    listeners: Mutex<Listeners>,
+    dns: Mutex<DnsStatus>,
+    ca: Mutex<Option<(Arc<LocalCa>, PathBuf)>>,
+    trusted: Mutex<Option<(Instant, bool)>>,
+}
+
+impl StatusHub {
+    /// A hub for the daemon watching `cluster`.
+    pub fn new(table: watch::Receiver<Arc<RouteTable>>, health: Arc<Health>, cluster: ClusterInfo) -> Self {
+        StatusHub {
+            table,
+            health,
+            cluster,
+            stats: Arc::new(Stats::default()),
+            paused: AtomicBool::new(false),
+            started: Instant::now(),
+            listeners: Mutex::new(Listeners::default()),
+            dns: Mutex::new(DnsStatus::default()),
+            ca: Mutex::new(None),
+            trusted: Mutex::new(None),
+        }
+    }
+
+    /// Records where devingress listens.
+    pub fn set_listeners(&self, listeners: Listeners) {
+        *self.listeners.lock().expect("status lock") = listeners;
+    }
+
+    /// Records how the OS resolver is wired, or why it is not.
+    pub fn set_dns(&self, dns: DnsStatus) {
+        *self.dns.lock().expect("status lock") = dns;
+    }
+
+    /// Records the local CA (HTTPS is on).
+    pub fn set_ca(&self, ca: Arc<LocalCa>, path: PathBuf) {
+        *self.ca.lock().expect("status lock") = Some((ca, path));
+        *self.trusted.lock().expect("status lock") = None;
+    }
+
+    /// Whether serving is paused.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Pauses or resumes serving (requests get a 503 page while paused).
+    pub fn set_paused(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::Relaxed) != paused {
+            tracing::info!("{}", if paused { "paused: requests get 503 until resumed" } else { "resumed serving" });
+        }
+    }
+
+    fn tls(&self) -> TlsStatus {
+        let ca = self.ca.lock().expect("status lock").clone();
+        let Some((ca, path)) = ca else { return TlsStatus::default() };
+        let mut cached = self.trusted.lock().expect("status lock");
+        let trusted = match *cached {
+            Some((at, t)) if at.elapsed() < TRUST_CHECK_TTL => t,
+            _ => {
+                let t = crate::truststore::is_trusted(&ca, &path);
+                *cached = Some((Instant::now(), t));
+                t
+            }
+        };
+        TlsStatus {
+            enabled: true,
+            ca_subject: Some(ca.subject.clone()),
+            ca_path: Some(path.display().to_string()),
+            ca_trusted: trusted,
+        }
+    }
+
+    /// The model now.
+    pub fn snapshot(&self) -> Status {
+        let table = self.table.borrow().clone();
+        let facts = Facts {
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            cluster: ClusterStatus {
+                context: self.cluster.context.clone(),
+                cluster: self.cluster.cluster.clone(),
+                server: self.cluster.server.clone(),
+                version: self.cluster.version.get().cloned(),
+                problem: self.health.problem(),
+            },
+            listeners: self.listeners.lock().expect("status lock").clone(),
+            tls: self.tls(),
+            dns: self.dns.lock().expect("status lock").clone(),
+            paused: self.paused(),
+        };
+        model::build(&table, &self.stats, facts)
+    }
+}
