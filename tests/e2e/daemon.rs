@@ -204,3 +204,55 @@ async fn status_page_shows_the_model_on_devingress_localhost() {
     assert_eq!(s["hosts"][0]["host"], "alpaca.example.com");
     assert_eq!(get(d.port, "devingress.localhost", "/nope").await.status, 404);
 }
+
+/// Runs Debian's Chromium headless, as the CI machine allows it (root, no
+/// network: background networking off), with a fresh profile.
+async fn chromium(args: &[&str]) -> Output {
+    assert!(
+        crate::support::devingress::on_path("chromium"),
+        "this test renders the status page in a real browser: apt-get install chromium"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn status_page_renders_in_headless_chromium() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(eventually(SETTLE, || async { get(d.port, "alpaca.example.com", "/").await.status == 200 }).await);
+    for _ in 0..4 {
+        get(d.port, "bandicoot.example.com", "/").await;
+    }
+    // Chromium sends *.localhost to loopback by itself: no DNS set-up.
+    let url = format!("http://devingress.localhost:{}/", d.port);
+    let dom = chromium(&["--virtual-time-budget=3000", "--dump-dom", &url]).await;
+    let dom = stdout(&dom);
+    for host in ["alpaca.example.com", "bandicoot.example.com"] {
+        let link = format!("<a href=\"http://{host}:{}/\">", d.port);
+        assert!(dom.contains(&link), "{link} missing from the DOM:\n{dom}");
+    }
+    assert!(dom.contains("<span id=\"state\" class=\"state connected\">connected</span>"), "{dom}");
+    assert!(dom.contains("default/bandicoot:8080"), "{dom}");
+    assert!(dom.contains("data-requests=\"bandicoot.example.com\">4<"), "live counts: {dom}");
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let shot =
+        chromium(&["--window-size=1200,800", "--hide-scrollbars", &format!("--screenshot={}", png.display()), &url])
+            .await;
+    let bytes =
+        std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{} bytes", bytes.len());
+    eprintln!("status page screenshot: {}", png.display());
+}
