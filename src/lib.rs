@@ -21,6 +21,7 @@ pub mod routes;
 pub mod setup;
 pub mod status;
 pub mod tls;
+pub mod tray;
 pub mod truststore;
 pub mod upstream;
 

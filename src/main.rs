@@ -4,8 +4,7 @@ use tracing_subscriber::EnvFilter;
 use devingress::cli::{CaCommand, Cli, Command};
 use devingress::commands;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     devingress::install_crypto_provider();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("warn,devingress=info,hickory_server=error,hickory_net=error,hickory_proto=error")
@@ -18,12 +17,80 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let data_dir = cli.data_dir;
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("devingress: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
-        Command::Up(args) => match commands::up::run(args, data_dir, shutdown_signal()).await {
-            Ok(commands::up::Exit::SwitchContext(context)) => commands::up::restart_with_context(&context),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        },
+        Command::Up(args) => {
+            let tray = if args.no_tray { Err("--no-tray".to_string()) } else { devingress::tray::available() };
+            let exit = match tray {
+                Ok(()) => up_with_tray(&rt, args, data_dir),
+                Err(why) => {
+                    if cfg!(feature = "tray") {
+                        tracing::info!("running without a tray icon: {why}");
+                    }
+                    rt.block_on(commands::up::run(args, data_dir, shutdown_signal()))
+                }
+            };
+            match exit {
+                Ok(commands::up::Exit::SwitchContext(context)) => commands::up::restart_with_context(&context),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        other => rt.block_on(run(other, data_dir)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devingress: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `up` on the tokio runtime, with the tray's event loop on this (the main) thread.
+#[cfg(all(feature = "tray", target_os = "linux"))]
+fn up_with_tray(
+    rt: &tokio::runtime::Runtime,
+    args: devingress::cli::UpArgs,
+    data_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<commands::up::Exit> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = Arc::new(AtomicBool::new(false));
+    let daemon = {
+        let done = done.clone();
+        rt.spawn(async move {
+            let exit = commands::up::run(args, data_dir, shutdown_signal()).await;
+            done.store(true, Ordering::Relaxed);
+            exit
+        })
+    };
+    if let Err(e) = devingress::tray::icon::run(devingress::control::socket_path(), done, rt.handle().clone()) {
+        tracing::warn!("running without a tray icon: {e:#}");
+    }
+    rt.block_on(daemon)?
+}
+
+/// Without the tray feature there is no tray to run.
+#[cfg(not(all(feature = "tray", target_os = "linux")))]
+fn up_with_tray(
+    rt: &tokio::runtime::Runtime,
+    args: devingress::cli::UpArgs,
+    data_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<commands::up::Exit> {
+    rt.block_on(commands::up::run(args, data_dir, shutdown_signal()))
+}
+
+/// Every command but `up`.
+async fn run(command: Command, data_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    match command {
+        Command::Up(_) => unreachable!("up runs on its own"),
         Command::Routes(args) => commands::routes::run(args).await,
         Command::Ca(CaCommand::Path) => commands::ca::path(data_dir),
         Command::Ca(CaCommand::Show) => commands::ca::show(data_dir),
@@ -37,13 +104,6 @@ async fn main() -> std::process::ExitCode {
         Command::Pause => commands::control::pause(true).await,
         Command::Resume => commands::control::pause(false).await,
         Command::UseContext { context } => commands::control::use_context(context).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("devingress: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
     }
 }
 

@@ -122,6 +122,7 @@ impl StatusHub {
                 server: self.cluster.server.clone(),
                 version: self.cluster.version.get().cloned(),
                 problem: self.health.problem(),
+                contexts: self.cluster.contexts.clone(),
             },
             listeners: self.listeners.lock().expect("status lock").clone(),
             tls: self.tls(),

@@ -10,3 +10,5 @@ mod replay;
 mod resolver;
 mod serving;
 mod support;
+#[cfg(all(feature = "tray", target_os = "linux"))]
+mod tray;
