@@ -88,6 +88,10 @@ pub struct SetupArgs {
     /// Take back everything setup changed.
     #[arg(long)]
     pub undo: bool,
+    /// Only the steps that are not for one user (ports, the resolver's
+    /// link): what a package's install script runs.
+    #[arg(long)]
+    pub system_only: bool,
     /// The plan was already printed (setup running itself through sudo).
     #[arg(long, hide = true)]
     pub explained: bool,

@@ -15,7 +15,10 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
     let user = setup::invoking_user();
     let exe = std::env::current_exe().context("cannot tell where the devingress binary is")?;
     let exe = exe.canonicalize().unwrap_or(exe);
-    let steps = setup::plan(&Platform::detect(&sys), &user, &exe);
+    let mut steps = setup::plan(&Platform::detect(&sys), &user, &exe);
+    if args.system_only {
+        steps.retain(|s| !s.per_user);
+    }
     let changes = steps.iter().any(|s| !s.actions.is_empty());
     if !args.explained {
         if args.undo {
@@ -57,6 +60,9 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         cmd.arg("--").arg(&exe).args(["setup", "--yes", "--explained"]);
         if args.undo {
             cmd.arg("--undo");
+        }
+        if args.system_only {
+            cmd.arg("--system-only");
         }
         let status = cmd.status().context("cannot run sudo")?;
         if !status.success() {

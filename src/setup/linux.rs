@@ -85,6 +85,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
             argv: argv(&["setcap", "cap_net_bind_service=+ep", &exe]),
             undo: Some(argv(&["setcap", "-r", &exe])),
         }],
+        per_user: false,
     }];
     if resolved {
         steps.push(Step {
@@ -108,6 +109,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
                     undo: Some(argv(&["systemctl", "disable", "--now", "devingress-link.service"])),
                 },
             ],
+            per_user: false,
         });
         steps.push(Step {
             title: format!("let {} set DNS on {LINK} without a password", user.name),
@@ -121,6 +123,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
                 mode: 0o644,
                 user_owned: false,
             }],
+            per_user: true,
         });
     } else if nm_dnsmasq {
         let servers = format!("{STATE_DIR}/dnsmasq-servers");
@@ -147,6 +150,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
                 },
                 Action::Run { argv: argv(&["nmcli", "general", "reload", "dns-full"]), undo: None },
             ],
+            per_user: true,
         });
         steps.push(Step {
             title: format!("let {} reload NetworkManager's DNS without a password", user.name),
@@ -160,6 +164,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
                 mode: 0o644,
                 user_owned: false,
             }],
+            per_user: true,
         });
     } else {
         steps.push(Step {
@@ -168,6 +173,7 @@ pub fn plan(user: &User, exe: &Path, resolved: bool, nm_dnsmasq: bool) -> Vec<St
                   /etc/hosts` lists the exact served hosts in /etc/hosts instead (not wildcards)"
                 .into(),
             actions: vec![],
+            per_user: false,
         });
     }
     steps

@@ -16,6 +16,7 @@ pub fn plan(user: &User) -> Vec<Step> {
             title: "nothing for ports 80 and 443".into(),
             why: "macOS lets any user listen on them".into(),
             actions: vec![],
+            per_user: false,
         },
         Step {
             title: format!("let {} add and remove files in /etc/resolver", user.name),
@@ -29,6 +30,7 @@ pub fn plan(user: &User) -> Vec<Step> {
                     undo: Some(vec!["chmod".into(), "-a".into(), acl(&user.name), "/etc/resolver".into()]),
                 },
             ],
+            per_user: true,
         },
     ]
 }

@@ -84,6 +84,9 @@ pub struct Step {
     pub why: String,
     /// The changes (none for a step that only explains).
     pub actions: Vec<Action>,
+    /// Whether it is for one user (a package's install script, which runs
+    /// for no user, skips these: `--system-only`).
+    pub per_user: bool,
 }
 
 /// Why a step failed.

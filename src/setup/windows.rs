@@ -13,5 +13,6 @@ pub fn plan() -> Vec<Step> {
               --dns-port 53` from an elevated terminal (ports 80 and 443 need no privilege on Windows)"
             .into(),
         actions: vec![],
+        per_user: false,
     }]
 }

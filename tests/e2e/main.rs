@@ -5,6 +5,7 @@ mod daemon;
 mod dataplane;
 mod dns;
 mod https;
+mod installers;
 mod real_cluster;
 mod replay;
 mod resolver;
