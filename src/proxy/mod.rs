@@ -155,7 +155,9 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
         None if status.is_server_error() => Some(format!("the pod answered {status}")),
         None => None,
     };
-    proxy.status.stats.record(&host, status.as_u16(), reason.as_deref());
+    // Counted under the served host (a wildcard's pattern, `*` for the default backend).
+    let counted_as = proxy.table.borrow().served_as(&host).unwrap_or(host);
+    proxy.status.stats.record(&counted_as, status.as_u16(), reason.as_deref());
     res
 }
 

@@ -199,10 +199,10 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Finds the route for a normalised host and a request path.
-    pub fn route(&self, host: &str, path: &str) -> Option<RouteMatch<'_>> {
-        let group = self
-            .exact
+    /// The host group a normalised host belongs to: its exact host, else a
+    /// wildcard one label up, else the rules without a host.
+    fn group_for(&self, host: &str) -> Option<&HostGroup> {
+        self.exact
             .get(host)
             .or_else(|| {
                 host.split_once('.').and_then(
@@ -212,8 +212,23 @@ impl RouteTable {
                 )
             })
             .or(self.any.as_ref())
-            .map(|&i| &self.groups[i]);
-        if let Some(group) = group {
+            .map(|&i| &self.groups[i])
+    }
+
+    /// Which served host a request host counts under: its host pattern
+    /// (`*.apps.test`), `*` for the cluster's default backend, or `None`
+    /// when nothing routes it.
+    pub fn served_as(&self, host: &str) -> Option<String> {
+        match self.group_for(host) {
+            Some(g) if g.host == HostPattern::Any => Some("*".into()),
+            Some(g) => Some(g.host.to_string()),
+            None => self.default_backend.as_ref().map(|_| "*".into()),
+        }
+    }
+
+    /// Finds the route for a normalised host and a request path.
+    pub fn route(&self, host: &str, path: &str) -> Option<RouteMatch<'_>> {
+        if let Some(group) = self.group_for(host) {
             if let Some(p) = group.paths.iter().find(|p| p.rule.matches(path)) {
                 return Some(RouteMatch { backend: &p.backend, ingress: &p.ingress });
             }

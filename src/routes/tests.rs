@@ -518,3 +518,12 @@ fn unsynced_snapshot_is_flagged() {
     assert!(!table.synced);
     assert!(table.route("a", "/").is_none());
 }
+
+#[test]
+fn requests_count_under_the_served_host_pattern() {
+    let t = crate::routes::table_for_hosts(&["alpaca.example.com", "*.apps.test"]);
+    assert_eq!(t.served_as("alpaca.example.com").as_deref(), Some("alpaca.example.com"));
+    assert_eq!(t.served_as("web.apps.test").as_deref(), Some("*.apps.test"));
+    assert_eq!(t.served_as("deep.web.apps.test"), None, "a wildcard covers one label");
+    assert_eq!(t.served_as("other.test"), None);
+}

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{ClassCounts, ErrorEvent, Stats};
-use crate::routes::{HostPattern, RouteTable, Target};
+use crate::routes::{Backend, HostPattern, IngressKey, RouteTable, Target};
 
 /// The overall state, as the tray icon shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +201,20 @@ fn pods(target: &Target) -> (usize, usize, Option<String>) {
     }
 }
 
+/// One path's row: `path` matched as `path_type`, going to `backend`.
+fn route_status(path: &str, path_type: String, backend: &Backend, ingress: &IngressKey) -> RouteStatus {
+    let (ready, total, problem) = pods(&backend.target);
+    RouteStatus {
+        path: path.to_string(),
+        path_type,
+        backend: format!("{}/{}", backend.namespace, backend.display_name()),
+        ready,
+        total,
+        problem,
+        ingress: ingress.to_string(),
+    }
+}
+
 /// Builds the model.
 pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
     let mut hosts = Vec::new();
@@ -209,30 +223,13 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
             HostPattern::Any => "*".to_string(),
             other => other.to_string(),
         };
-        let mut routes = Vec::new();
-        for p in &g.paths {
-            let (ready, total, problem) = pods(&p.backend.target);
-            routes.push(RouteStatus {
-                path: p.rule.path.clone(),
-                path_type: p.rule.kind.to_string(),
-                backend: format!("{}/{}", p.backend.namespace, p.backend.display_name()),
-                ready,
-                total,
-                problem,
-                ingress: p.ingress.to_string(),
-            });
-        }
+        let mut routes: Vec<RouteStatus> = g
+            .paths
+            .iter()
+            .map(|p| route_status(&p.rule.path, p.rule.kind.to_string(), &p.backend, &p.ingress))
+            .collect();
         if let Some(d) = g.default_backend.as_ref().or(table.default_backend.as_ref()) {
-            let (ready, total, problem) = pods(&d.backend.target);
-            routes.push(RouteStatus {
-                path: "*".into(),
-                path_type: "default".into(),
-                backend: format!("{}/{}", d.backend.namespace, d.backend.display_name()),
-                ready,
-                total,
-                problem,
-                ingress: d.ingress.to_string(),
-            });
+            routes.push(route_status("*", "default".into(), &d.backend, &d.ingress));
         }
         let urls = if matches!(g.host, HostPattern::Exact(_)) {
             [("http", &facts.listeners.http), ("https", &facts.listeners.https)]
@@ -247,20 +244,11 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
     }
     if let (Some(d), false) = (&table.default_backend, table.groups.iter().any(|g| g.host == HostPattern::Any)) {
         // The cluster-wide default backend answers every other host.
-        let (ready, total, problem) = pods(&d.backend.target);
         let counts = stats.host("*");
         hosts.push(HostStatus {
             host: "*".into(),
             urls: Vec::new(),
-            routes: vec![RouteStatus {
-                path: "*".into(),
-                path_type: "default".into(),
-                backend: format!("{}/{}", d.backend.namespace, d.backend.display_name()),
-                ready,
-                total,
-                problem,
-                ingress: d.ingress.to_string(),
-            }],
+            routes: vec![route_status("*", "default".into(), &d.backend, &d.ingress)],
             requests: counts.requests,
             errors: counts.errors,
         });
