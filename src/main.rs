@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// `up` on the tokio runtime, with the tray's event loop on this (the main) thread.
-#[cfg(all(feature = "tray", target_os = "linux"))]
+#[cfg(feature = "tray")]
 fn up_with_tray(
     rt: &tokio::runtime::Runtime,
     args: devingress::cli::UpArgs,
@@ -78,7 +78,7 @@ fn up_with_tray(
 }
 
 /// Without the tray feature there is no tray to run.
-#[cfg(not(all(feature = "tray", target_os = "linux")))]
+#[cfg(not(feature = "tray"))]
 fn up_with_tray(
     rt: &tokio::runtime::Runtime,
     args: devingress::cli::UpArgs,

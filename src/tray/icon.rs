@@ -1,7 +1,8 @@
-//! The tray icon on Linux: tray-icon (libayatana-appindicator, or an
-//! XEmbed status icon where no StatusNotifier host runs) on GTK's event
-//! loop, on the main thread. The tokio runtime beside it polls the daemon
-//! over the control socket; the menu sends requests back the same way.
+//! The tray icon: tray-icon on the platform's event loop, run by tao on the
+//! main thread (GTK on Linux, with libayatana-appindicator or, where no
+//! StatusNotifier host runs, an XEmbed icon; Cocoa on macOS; Win32 on
+//! Windows). The tokio runtime beside it polls the daemon over the control
+//! socket; the menu sends requests back the same way.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use gtk::glib;
+use tao::event::{Event, StartCause};
+use tao::event_loop::{ControlFlow, EventLoopBuilder};
+use tao::platform::run_return::EventLoopExtRunReturn;
 use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 
@@ -118,68 +121,119 @@ fn perform(action: &MenuAction, socket: &std::path::Path, rt: &tokio::runtime::H
     }
 }
 
-/// Shows the tray icon until `done` is set (the daemon stopped). Runs
-/// GTK's loop on this thread, which must be the main thread.
+/// What wakes the event loop.
+enum Wake {
+    /// A new status (`None`: no daemon answers).
+    Status(Option<Box<Status>>),
+    /// A menu item was clicked.
+    Menu(MenuEvent),
+    /// The daemon stopped: leave the loop.
+    Quit,
+}
+
+/// What the loop keeps between events.
+struct Shown {
+    tray: TrayIcon,
+    entries: Vec<Entry>,
+    state: State,
+    actions: HashMap<String, MenuAction>,
+}
+
+impl Shown {
+    fn create(icons: &Icons) -> anyhow::Result<Self> {
+        let entries = model::menu(None);
+        let (menu, actions) = build(&entries)?;
+        let tray = TrayIconBuilder::new()
+            .with_id("devingress")
+            .with_icon(icons.stopped.clone())
+            .with_tooltip(model::tooltip(None))
+            .with_title("devingress")
+            .with_menu(Box::new(menu))
+            .build()
+            .context("cannot create the tray icon")?;
+        tracing::info!("showing the tray icon");
+        Ok(Shown { tray, entries, state: State::Stopped, actions })
+    }
+
+    fn show(&mut self, status: Option<&Status>, icons: &Icons) {
+        let state = model::icon_state(status);
+        if state != self.state {
+            tracing::debug!("tray: {} → {}", self.state.word(), state.word());
+            let _ = self.tray.set_icon(Some(icons.for_state(state)));
+            self.state = state;
+        }
+        let _ = self.tray.set_tooltip(Some(model::tooltip(status)));
+        let entries = model::menu(status);
+        if entries != self.entries {
+            match build(&entries) {
+                Ok((menu, actions)) => {
+                    self.tray.set_menu(Some(Box::new(menu)));
+                    self.actions = actions;
+                    self.entries = entries;
+                }
+                Err(e) => tracing::warn!("tray: cannot build the menu: {e}"),
+            }
+        }
+    }
+}
+
+/// Shows the tray icon until `done` is set (the daemon stopped). Runs the
+/// platform's event loop on this thread, which must be the main thread; the
+/// poller on the tokio runtime and menu clicks wake it with events.
 pub fn run(socket: PathBuf, done: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
-    gtk::init().context("cannot start GTK")?;
     let icons = Icons::load()?;
-    let (tx, rx) = std::sync::mpsc::channel::<Option<Status>>();
+    // tao panics when the platform's toolkit cannot start (a display that does not answer).
+    let built = std::panic::catch_unwind(|| EventLoopBuilder::<Wake>::with_user_event().build());
+    let mut event_loop = built.map_err(|_| anyhow::anyhow!("cannot start the platform's event loop"))?;
+    let proxy = event_loop.create_proxy();
+    {
+        let proxy = proxy.clone();
+        MenuEvent::set_event_handler(Some(move |e| {
+            let _ = proxy.send_event(Wake::Menu(e));
+        }));
+    }
     {
         let socket = socket.clone();
         rt.spawn(async move {
             loop {
-                let status = client::status(&socket).await.ok();
-                if tx.send(status).is_err() {
+                if done.load(Ordering::Relaxed) {
+                    let _ = proxy.send_event(Wake::Quit);
+                    return;
+                }
+                let status = client::status(&socket).await.ok().map(Box::new);
+                if proxy.send_event(Wake::Status(status)).is_err() {
                     return;
                 }
                 tokio::time::sleep(POLL).await;
             }
         });
     }
-    let entries = model::menu(None);
-    let (menu, mut actions) = build(&entries)?;
-    let tray: TrayIcon = TrayIconBuilder::new()
-        .with_id("devingress")
-        .with_icon(icons.stopped.clone())
-        .with_tooltip(model::tooltip(None))
-        .with_title("devingress")
-        .with_menu(Box::new(menu))
-        .build()
-        .context("cannot create the tray icon")?;
-    tracing::info!("showing the tray icon");
-    let mut shown_entries = entries;
-    let mut shown_state = State::Stopped;
-    glib::timeout_add_local(Duration::from_millis(200), move || {
-        while let Ok(status) = rx.try_recv() {
-            let state = model::icon_state(status.as_ref());
-            if state != shown_state {
-                let _ = tray.set_icon(Some(icons.for_state(state)));
-                shown_state = state;
-            }
-            let _ = tray.set_tooltip(Some(model::tooltip(status.as_ref())));
-            let entries = model::menu(status.as_ref());
-            if entries != shown_entries {
-                match build(&entries) {
-                    Ok((menu, a)) => {
-                        tray.set_menu(Some(Box::new(menu)));
-                        actions = a;
-                        shown_entries = entries;
-                    }
-                    Err(e) => tracing::warn!("tray: cannot build the menu: {e}"),
+    let mut shown: Option<Shown> = None;
+    let mut failed = None;
+    event_loop.run_return(|event, _, control_flow| {
+        *control_flow = ControlFlow::Wait;
+        match event {
+            // macOS wants the icon made once the loop runs.
+            Event::NewEvents(StartCause::Init) => match Shown::create(&icons) {
+                Ok(s) => shown = Some(s),
+                Err(e) => {
+                    failed = Some(e);
+                    *control_flow = ControlFlow::Exit;
+                }
+            },
+            Event::UserEvent(Wake::Status(status)) => {
+                if let Some(s) = shown.as_mut() {
+                    s.show(status.as_deref(), &icons);
                 }
             }
-        }
-        while let Ok(event) = MenuEvent::receiver().try_recv() {
-            if let Some(action) = actions.get(&event.id.0) {
-                perform(action, &socket, &rt);
+            Event::UserEvent(Wake::Menu(click)) => {
+                if let Some(action) = shown.as_ref().and_then(|s| s.actions.get(&click.id.0)) {
+                    perform(action, &socket, &rt);
+                }
             }
+            Event::UserEvent(Wake::Quit) => *control_flow = ControlFlow::Exit,
+            _ => {}
         }
-        if done.load(Ordering::Relaxed) {
-            gtk::main_quit();
-            return glib::ControlFlow::Break;
-        }
-        glib::ControlFlow::Continue
     });
-    gtk::main();
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }

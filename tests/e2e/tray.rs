@@ -96,6 +96,6 @@ async fn the_icon_shows_the_state_in_a_system_tray() {
         pixels_of(&shot, "#d97706") > 50
     })
     .await;
-    assert!(amber, "the icon did not turn amber when paused");
+    assert!(amber, "the icon did not turn amber when paused; log:\n{}", d.log());
     let _ = std::fs::copy(&shot, dir.join("tray-paused.png"));
 }
