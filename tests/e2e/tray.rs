@@ -31,12 +31,12 @@ fn pixels_of(png: &std::path::Path, colour: &str) -> u64 {
 
 #[tokio::test]
 async fn the_icon_shows_the_state_in_a_system_tray() {
-    for tool in ["Xvfb", "trayer", "import", "convert"] {
-        assert!(on_path(tool), "{tool} missing: apt-get install xvfb trayer imagemagick");
+    for tool in ["Xvfb", "trayer", "import", "convert", "xdotool"] {
+        assert!(on_path(tool), "{tool} missing: apt-get install xvfb trayer imagemagick xdotool");
     }
     // A display of its own: Xvfb picks a free number and says which.
     let mut xvfb = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "320x64x24", "-nolisten", "tcp"])
+        .args(["-displayfd", "1", "-screen", "0", "480x360x24", "-nolisten", "tcp"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -47,7 +47,7 @@ async fn the_icon_shows_the_state_in_a_system_tray() {
     let display = format!(":{}", line.trim());
     let _tray = Killed(
         Command::new("trayer")
-            .args(["--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "320"])
+            .args(["--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "480"])
             .args(["--heighttype", "pixel", "--height", "48", "--transparent", "false", "--tint", "0xffffff"])
             .args(["--SetDockType", "false", "--expand", "false"])
             .env("DISPLAY", &display)
@@ -98,4 +98,28 @@ async fn the_icon_shows_the_state_in_a_system_tray() {
     .await;
     assert!(amber, "the icon did not turn amber when paused; log:\n{}", d.log());
     let _ = std::fs::copy(&shot, dir.join("tray-paused.png"));
+
+    // The menu works: click the icon, open the menu, choose its last item
+    // (Quit devingress) from the keyboard; the daemon stops.
+    let xdotool = |args: &[&str]| {
+        let ok = Command::new("xdotool").args(args).env("DISPLAY", &display).status().unwrap().success();
+        assert!(ok, "xdotool {args:?}");
+    };
+    xdotool(&["mousemove", "24", "24", "click", "3"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    take();
+    let _ = std::fs::copy(&shot, dir.join("tray-menu.png"));
+    xdotool(&["key", "Up", "Return"]);
+    let mut d = d;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while d.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (d.running(), d.log())
+    })
+    .await
+    .unwrap();
+    assert!(!stopped.0, "Quit in the tray menu did not stop devingress; log:\n{}", stopped.1);
+    assert!(stopped.1.contains("tray: stopping devingress"), "{}", stopped.1);
 }
