@@ -20,7 +20,8 @@ pub enum BindError {
     /// The port is below 1024 and the process may not bind it.
     #[error(
         "binding {addr} needs privileges: ports below 1024 need CAP_NET_BIND_SERVICE. \
-         Grant it once with `sudo setcap cap_net_bind_service=+ep {exe}`, or choose a port of 1024 or above with {flag}"
+         Grant it once with `devingress setup` (it runs `sudo setcap cap_net_bind_service=+ep {exe}`), \
+         or choose a port of 1024 or above with {flag}"
     )]
     NeedsPrivilege {
         /// The address.
