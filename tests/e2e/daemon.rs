@@ -139,16 +139,8 @@ async fn control_commands_status_pause_logs_and_down() {
     let followed = stdout(&followed);
     assert!(followed.contains("paused: requests get 503 until resumed"), "{followed}");
     assert!(followed.contains("resumed serving"), "{followed}");
-    let exited = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + SETTLE;
-        while d.running() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (d.running(), d.log())
-    })
-    .await
-    .unwrap();
-    assert!(!exited.0, "{}", exited.1);
+    let exited = d.exited_within(SETTLE).await;
+    assert!(exited.0, "{}", exited.1);
     assert!(exited.1.contains("stopping: asked by `devingress down`"), "{}", exited.1);
     assert!(!runtime_dir(&c.kubeconfig).join("control.sock").exists(), "the socket is removed");
     let after = cli(&c.kubeconfig, &["status"]).await;

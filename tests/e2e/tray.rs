@@ -110,16 +110,7 @@ async fn the_icon_shows_the_state_in_a_system_tray() {
     take();
     let _ = std::fs::copy(&shot, dir.join("tray-menu.png"));
     xdotool(&["key", "Up", "Return"]);
-    let mut d = d;
-    let stopped = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while d.running() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (d.running(), d.log())
-    })
-    .await
-    .unwrap();
-    assert!(!stopped.0, "Quit in the tray menu did not stop devingress; log:\n{}", stopped.1);
+    let stopped = d.exited_within(Duration::from_secs(20)).await;
+    assert!(stopped.0, "Quit in the tray menu did not stop devingress; log:\n{}", stopped.1);
     assert!(stopped.1.contains("tray: stopping devingress"), "{}", stopped.1);
 }

@@ -157,6 +157,16 @@ impl Devingress {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Waits up to `deadline` for the process to exit by itself; returns
+    /// whether it did, and its log.
+    pub async fn exited_within(mut self, deadline: Duration) -> (bool, String) {
+        let end = Instant::now() + deadline;
+        while self.running() && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (!self.running(), self.log())
+    }
 }
 
 impl Drop for Devingress {
