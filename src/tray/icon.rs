@@ -108,9 +108,14 @@ fn perform(action: &MenuAction, socket: &std::path::Path, rt: &tokio::runtime::H
         MenuAction::TrustCa => {
             let exe = std::env::current_exe();
             std::thread::spawn(move || match exe.map(|e| std::process::Command::new(e).arg("trust").output()) {
-                Ok(Ok(out)) => {
+                Ok(Ok(out)) if out.status.success() => {
                     tracing::info!("tray: devingress trust: {}", String::from_utf8_lossy(&out.stdout).trim())
                 }
+                Ok(Ok(out)) => tracing::warn!(
+                    "tray: devingress trust did not finish: {} {}",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
                 Ok(Err(e)) | Err(e) => tracing::warn!("tray: cannot run devingress trust: {e}"),
             });
         }
