@@ -7,7 +7,9 @@
 //! servers. A routing-only link with `default-route false` takes exactly
 //! the served names and nothing else. Per-link DNSSEC is turned off, since
 //! devingress's answers are not signed; everything else keeps the user's
-//! settings. `resolvectl revert` takes it all back.
+//! settings. `resolvectl revert` takes it all back. Every call passes
+//! `--no-ask-password`: `up` never prompts; without the polkit rule that
+//! `setup` adds, a call fails with resolved's reason instead.
 
 use std::collections::BTreeSet;
 
@@ -48,6 +50,13 @@ impl Resolved {
     pub fn new(resolvectl: Program, link: impl Into<String>, port: u16) -> Self {
         Resolved { resolvectl, link: link.into(), port, applied: None }
     }
+
+    /// Runs `resolvectl --no-ask-password <args>`.
+    fn call(&self, args: &[String]) -> Result<(), ResolverError> {
+        let mut all = vec!["--no-ask-password".to_string()];
+        all.extend_from_slice(args);
+        self.resolvectl.run(&all).map(|_| ())
+    }
 }
 
 impl OsResolver for Resolved {
@@ -64,7 +73,7 @@ impl OsResolver for Resolved {
             return self.remove();
         }
         for args in commands(&self.link, self.port, &want) {
-            self.resolvectl.run(&args)?;
+            self.call(&args)?;
         }
         self.applied = Some(want);
         Ok(true)
@@ -72,7 +81,7 @@ impl OsResolver for Resolved {
 
     fn remove(&mut self) -> Result<bool, ResolverError> {
         // Always revert: after a crash, the settings of the earlier run are still there.
-        self.resolvectl.run(&["revert".to_string(), self.link.clone()])?;
+        self.call(&["revert".to_string(), self.link.clone()])?;
         Ok(self.applied.take().is_some_and(|d| !d.is_empty()))
     }
 }

@@ -171,27 +171,32 @@ async fn setup_then_up_route_served_domains_through_systemd_resolved() {
         let sys = &sys;
         move || async move {
             let calls = sys.calls();
-            calls.iter().any(|l| l == want) && calls.last().is_some_and(|l| l == "resolvectl mdns devingress0 no")
+            calls.iter().any(|l| l == want)
+                && calls.last().is_some_and(|l| l == "resolvectl --no-ask-password mdns devingress0 no")
         }
     };
-    let want = "resolvectl domain devingress0 ~alpaca.example.com ~bandicoot.example.com";
+    let want = "resolvectl --no-ask-password domain devingress0 ~alpaca.example.com ~bandicoot.example.com";
     assert!(eventually(SETTLE, applied(want)).await, "{:?}", sys.calls());
     let calls = sys.calls();
-    let first_revert = calls.iter().position(|l| l == "resolvectl revert devingress0").expect("crash repair first");
-    let dns = format!("resolvectl dns devingress0 127.0.0.1:{port} [::1]:{port}");
+    let first_revert =
+        calls.iter().position(|l| l == "resolvectl --no-ask-password revert devingress0").expect("crash repair first");
+    let dns = format!("resolvectl --no-ask-password dns devingress0 127.0.0.1:{port} [::1]:{port}");
     assert!(calls.iter().position(|l| *l == dns).unwrap() > first_revert, "{calls:?}");
-    for l in ["resolvectl default-route devingress0 false", "resolvectl dnssec devingress0 no"] {
+    for l in [
+        "resolvectl --no-ask-password default-route devingress0 false",
+        "resolvectl --no-ask-password dnssec devingress0 no",
+    ] {
         assert!(calls.iter().any(|c| c == l), "{l}: {calls:?}");
     }
     assert!(d.log().contains("the OS resolves served hosts through systemd-resolved"), "{}", d.log());
     // A wildcard host arrives: its parent domain is routed too.
     late_ingress(&c);
-    let want = "resolvectl domain devingress0 ~alpaca.example.com ~apps.test ~bandicoot.example.com";
+    let want = "resolvectl --no-ask-password domain devingress0 ~alpaca.example.com ~apps.test ~bandicoot.example.com";
     assert!(eventually(SETTLE, applied(want)).await, "{:?}", sys.calls());
     // Exit takes it all back.
     let n = sys.calls().len();
     stop(d).await;
-    assert_eq!(sys.calls()[n..], ["resolvectl revert devingress0"]);
+    assert_eq!(sys.calls()[n..], ["resolvectl --no-ask-password revert devingress0"]);
 
     // setup --undo removes every file and the link, leaving the root as it was.
     let (ok, out) = sys.setup(&["--undo", "--yes"]);
