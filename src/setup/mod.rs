@@ -101,14 +101,9 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
-    /// A command failed.
-    #[error("`{command}` failed: {message}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// A command failed (or could not start); says which and why.
+    #[error(transparent)]
+    Command(#[from] crate::resolver::ResolverError),
 }
 
 /// What this machine is, as far as the plan cares.
@@ -251,14 +246,8 @@ fn run_action(a: &Action, user: &User, sys: &SystemPaths) -> Result<(), SetupErr
 }
 
 fn run(argv: &[String]) -> Result<(), SetupError> {
-    let failed = |message: String| SetupError::Command { command: argv.join(" "), message };
-    let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| failed(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(failed(if stderr.is_empty() { out.status.to_string() } else { stderr }))
-    }
+    crate::resolver::Program::new(&argv[0]).run(&argv[1..])?;
+    Ok(())
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
