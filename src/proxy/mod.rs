@@ -144,10 +144,12 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
     if host == STATUS_HOST {
         return status_page(proxy, req.uri().path());
     }
+    // One table per request: it routes the request and says what it counts under.
+    let table = proxy.table.borrow().clone();
     let res = if proxy.status.paused() {
         pages::paused()
     } else {
-        forward(proxy, peer, local_port, req, host_value, &host).await
+        forward(proxy, &table, peer, local_port, req, host_value, &host).await
     };
     let status = res.status();
     let reason = match res.extensions().get::<pages::ErrorReason>() {
@@ -156,7 +158,7 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
         None => None,
     };
     // Counted under the served host (a wildcard's pattern, `*` for the default backend).
-    let counted_as = proxy.table.borrow().served_as(&host).unwrap_or(host);
+    let counted_as = table.served_as(&host).unwrap_or(host);
     proxy.status.stats.record(&counted_as, status.as_u16(), reason.as_deref());
     res
 }
@@ -176,6 +178,7 @@ fn status_page(proxy: &Proxy, path: &str) -> Response<ProxyBody> {
 /// Routes and forwards one request.
 async fn forward(
     proxy: &Proxy,
+    table: &RouteTable,
     peer: SocketAddr,
     local_port: u16,
     mut req: Request<Incoming>,
@@ -184,7 +187,6 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let host = host.to_string();
     let path = req.uri().path().to_string();
-    let table = proxy.table.borrow().clone();
     if let (Some(port), "http") = (proxy.https_port, proxy.proto) {
         if table.tls_for(&host).is_some_and(|t| t.redirect) {
             return pages::redirect_to_https(
@@ -198,7 +200,7 @@ async fn forward(
         if !table.synced {
             return pages::loading(proxy.health.problem());
         }
-        return pages::not_found(&table, &host, &path);
+        return pages::not_found(table, &host, &path);
     };
     let backend = matched.backend.clone();
     let Some(ep) = backend.pick().cloned() else {
