@@ -54,21 +54,12 @@ impl Paths {
     }
 }
 
-/// The platform's per-user data directory for devingress, laid out as the
-/// `directories` crate would (`ProjectDirs::from("dev", "devingress",
-/// "devingress")`). Computed here because that crate pulls in an MPL-2.0
-/// (copyleft) dependency, and devingress takes none.
+/// The platform's per-user data directory for devingress:
+/// `~/.local/share/devingress` (or `$XDG_DATA_HOME/devingress`) on Linux,
+/// `~/Library/Application Support/dev.devingress.devingress` on macOS,
+/// `%APPDATA%\devingress\devingress\data` on Windows.
 fn platform_data_dir() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    if cfg!(target_os = "macos") {
-        return home.map(|h| h.join("Library/Application Support/dev.devingress.devingress"));
-    }
-    if cfg!(windows) {
-        return std::env::var_os("APPDATA")
-            .map(|a| PathBuf::from(a).join("devingress").join("devingress").join("data"));
-    }
-    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    xdg.or_else(|| home.map(|h| h.join(".local/share"))).map(|d| d.join("devingress"))
+    directories::ProjectDirs::from("dev", "devingress", "devingress").map(|d| d.data_dir().to_path_buf())
 }
 
 /// Creates `dir` (and parents) readable by the user only.
@@ -121,9 +112,13 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn linux_default_is_under_local_share() {
+    fn linux_default_is_where_earlier_releases_kept_it() {
+        // Earlier releases computed ~/.local/share/devingress by hand; the
+        // CA and certificates must still be found there.
         let d = platform_data_dir().unwrap();
-        assert!(d.ends_with("devingress"), "{}", d.display());
+        let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+        let home = std::env::home_dir().unwrap();
+        assert_eq!(d, xdg.unwrap_or_else(|| home.join(".local/share")).join("devingress"));
     }
 
     #[test]
