@@ -71,7 +71,7 @@ fn main() {
                 let _ = echo.send_to(&buf[..n], from).await;
             }
         });
-        let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let secs = u64::from(support::bench::seconds());
         println!("DNS benchmark: A alpaca.example.com over UDP, {secs}s per row, one query in flight per client");
         println!("{:<34} {:>8} {:>12} {:>9} {:>9}", "row", "clients", "queries/s", "p99 ms", "vs echo");
         for clients in [1, 8] {

@@ -99,7 +99,15 @@ fn main() {
         c.examples().await;
         let pod = c.pods.iter().find(|p| p.name == "bandicoot-0").unwrap().addr;
         let pooled = Devingress::up(&c.kubeconfig, &[]).await;
-        let naive = Devingress::up(&c.kubeconfig, &["--no-pool"]).await;
+        // A second daemon needs a control socket of its own.
+        let naive_run = c.kubeconfig.with_file_name("run-naive");
+        let system = c.kubeconfig.with_file_name("system");
+        let naive = Devingress::up_with_env(
+            &c.kubeconfig,
+            &["--no-pool"],
+            &[("DEVINGRESS_RUNTIME_DIR", naive_run.as_os_str()), ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str())],
+        )
+        .await;
         for d in [&pooled, &naive] {
             for _ in 0..500 {
                 if get(d.port, "bandicoot.example.com", "/").await.pod().is_some() {
@@ -108,7 +116,7 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let seconds = support::bench::seconds();
         let rows = [
             ("straight to the pod server", format!("http://{pod}/")),
             ("devingress, pooled", format!("http://127.0.0.1:{}/", pooled.port)),

@@ -56,7 +56,7 @@ fn main() {
         }
         let (http, https) = (d.port, d.https_port.expect("HTTPS"));
         let ca = d.data_dir.join("ca/rootCA.pem");
-        let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let seconds = support::bench::seconds();
         tokio::task::spawn_blocking(move || {
             println!("== curl -v against a minted certificate");
             let session = run(Command::new("curl")

@@ -284,10 +284,7 @@ async fn doctor_checks_each_part_and_names_the_fixes() {
 
 /// Runs `dig` (Debian's dnsutils) against the server and returns its output.
 async fn dig(addr: SocketAddr, args: &[&str]) -> String {
-    assert!(
-        crate::support::devingress::on_path("dig"),
-        "this test queries with a real DNS client: apt-get install dnsutils"
-    );
+    crate::support::devingress::require("dig", "dnsutils", "it queries with a real DNS client");
     let out = tokio::process::Command::new("dig")
         .arg(format!("@{}", addr.ip()))
         .args(["-p", &addr.port().to_string(), "+time=2", "+tries=1"])

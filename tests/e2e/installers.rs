@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::devingress::{BIN, on_path};
+use crate::support::devingress::{BIN, require};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -61,10 +61,9 @@ fn linux_install_and_uninstall_leave_home_as_it_was() {
     let entry = h.join(".config/autostart/devingress.desktop");
     assert!(out.contains("devingress starts with your next desktop session"), "{out}");
     assert!(std::fs::read_to_string(&entry).unwrap().contains(&format!("\nExec={BIN} up\n")));
-    if on_path("desktop-file-validate") {
-        let v = Command::new("desktop-file-validate").arg(&entry).output().unwrap();
-        assert!(v.status.success() && v.stdout.is_empty(), "{}", String::from_utf8_lossy(&v.stdout));
-    }
+    require("desktop-file-validate", "desktop-file-utils", "it validates the autostart entry");
+    let v = Command::new("desktop-file-validate").arg(&entry).output().unwrap();
+    assert!(v.status.success() && v.stdout.is_empty(), "{}", String::from_utf8_lossy(&v.stdout));
 
     let out = script("uninstall.sh", h, &[]);
     assert!(out.contains("removed") && !unit.exists() && !entry.exists(), "{out}");
@@ -98,6 +97,7 @@ fn macos_launch_agent_and_windows_manifest_parse() {
     let check = "import plistlib,sys; p=plistlib.load(open(sys.argv[1],'rb')); \
                  assert p['Label']=='dev.devingress.devingress', p; assert p['ProgramArguments'][1:]==['up'], p; \
                  assert p['RunAtLoad'] is True and p['KeepAlive']=={'SuccessfulExit': False}, p; print('ok')";
+    require("python3", "python3", "it parses the plist with plistlib");
     let out = Command::new("python3").args(["-c", check]).arg(&plist).output().expect("python3");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{}", String::from_utf8_lossy(&out.stderr));
     let scoop: serde_json::Value = serde_json::from_str(

@@ -302,12 +302,6 @@ async fn a_resolver_the_user_chose_that_fails_ends_the_run_with_the_reason() {
     assert!(stderr.contains("cannot use systemd-resolved") && stderr.contains("Access denied"), "{stderr}");
 }
 
-/// Whether this test may make a mount namespace (root, with unshare).
-fn can_unshare() -> bool {
-    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    is_root && crate::support::devingress::on_path("unshare") && crate::support::devingress::on_path("nsenter")
-}
-
 /// Runs `program args` in `pid`'s mount namespace.
 async fn in_namespace(pid: u32, program: &str, args: &[&str], data_dir: &Path) -> std::process::Output {
     tokio::process::Command::new("nsenter")
@@ -321,10 +315,9 @@ async fn in_namespace(pid: u32, program: &str, args: &[&str], data_dir: &Path) -
 
 #[tokio::test]
 async fn getaddrinfo_resolves_served_hosts_through_the_hosts_file_and_doctor_agrees() {
-    if !can_unshare() {
-        eprintln!("skipped: needs root, unshare and nsenter (CI has them) to give devingress its own /etc");
-        return;
-    }
+    crate::support::devingress::require_root("it gives devingress a private /etc in a mount namespace");
+    crate::support::devingress::require("unshare", "util-linux", "it makes a mount namespace");
+    crate::support::devingress::require("nsenter", "util-linux", "it runs getent in that namespace");
     // devingress gets a private copy of /etc in its own mount namespace, so
     // that it edits a real /etc/hosts that glibc reads, and the machine's stays as it is.
     let machine_hosts = std::fs::read("/etc/hosts").unwrap();

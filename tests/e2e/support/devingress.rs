@@ -237,3 +237,39 @@ where
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
+
+/// Panics, naming the Debian package and `tests/setup`, unless `program`
+/// is on `PATH`: a test that needs a tool never passes without it.
+pub fn require(program: &str, package: &str, why: &str) {
+    assert!(
+        on_path(program) || std::path::Path::new("/usr/sbin").join(program).is_file(),
+        "this test needs `{program}` ({why}): run `bash tests/setup`, or `sudo apt-get install {package}`"
+    );
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Panics unless the tests run as root: `tests/run` leaves the tests that
+/// need root out, by name and saying so, when it is not root.
+pub fn require_root(why: &str) {
+    assert!(is_root(), "this test needs root ({why}); `bash tests/run` leaves it out, saying so, when not root");
+}
+
+/// Runs Debian's Chromium headless, as the CI machine allows it (root, no
+/// network: background networking off), with a fresh profile and `env`.
+pub async fn chromium(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    require("chromium", "chromium", "it loads pages in a real browser");
+    let profile = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("chromium ends within 60s").unwrap()
+}

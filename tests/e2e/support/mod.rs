@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod bench;
 pub mod cluster;
 pub mod devingress;
 pub mod pods;
