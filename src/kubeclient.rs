@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::ConfigExt;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tower::{BoxError, ServiceBuilder};
+
+use crate::kubeconfig::{self, KubeconfigError, Loaded};
 
 /// Where the kubeconfig comes from and which context to use.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,11 @@ pub struct ClusterInfo {
     pub server: String,
     /// Every context in the kubeconfig (one may switch to them).
     pub contexts: Vec<String>,
+    /// The kubeconfig file(s) it was read from.
+    pub kubeconfig: Vec<std::path::PathBuf>,
+    /// Why the API server did not answer the first question, if it did not
+    /// (already said to the user).
+    pub unreachable: Option<String>,
     /// The Kubernetes version, once the API server has said it.
     pub version: std::sync::Arc<std::sync::OnceLock<String>>,
 }
@@ -37,43 +43,128 @@ pub struct ClusterInfo {
 /// Why a client could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The kubeconfig could not be found or read.
-    #[error("cannot read the kubeconfig: {0}")]
-    Kubeconfig(#[source] kube::config::KubeconfigError),
-    /// The kubeconfig has no usable context.
-    #[error("the kubeconfig has no current context; pass --context NAME")]
-    NoContext,
-    /// The chosen context is not in the kubeconfig.
-    #[error("context {0:?} is not in the kubeconfig (it has: {1})")]
-    UnknownContext(String, String),
-    /// The client could not be built (TLS material, auth settings).
-    #[error("cannot set up the client: {0}")]
-    Client(#[source] kube::Error),
+    /// The kubeconfig is missing, unreadable, or its context unusable.
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    /// The context's settings cannot be used (a certificate file, say).
+    #[error("cannot use context {context:?}: {reason}. Fix the kubeconfig or pick another context with --context")]
+    Settings {
+        /// The context.
+        context: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The context's credential plugin ran and failed.
+    #[error(
+        "the credential plugin of context {context:?} failed: {reason}. Log in again with your provider's tool \
+         (such as `aws sso login`, `gcloud auth login` or `az login`), then run devingress again"
+    )]
+    Plugin {
+        /// The context.
+        context: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// What asking the API server for its version found.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Nothing answers (yet): the cluster may be stopped. Not fatal for `up`.
+    #[error(
+        "cannot reach the API server at {server} (context {context}): {reason}. Is the cluster running? Start it \
+         (`docker start kind-control-plane` for kind, `minikube start`, `k3d cluster start`), or pick another \
+         context with --context"
+    )]
+    Unreachable {
+        /// The API server URL.
+        server: String,
+        /// The context.
+        context: String,
+        /// The innermost cause ("Connection refused", "no answer within 5s").
+        reason: String,
+    },
+    /// The API server refused the credentials (401): expired or revoked.
+    #[error(
+        "the API server at {server} refused the credentials of context {context} (401 Unauthorized{message}): \
+         they have expired or do not belong to this cluster. Get fresh ones: `kind export kubeconfig`, \
+         `minikube update-context`, `k3d kubeconfig merge --kubeconfig-merge-default`, or your provider's command \
+         (`aws eks update-kubeconfig`, `gcloud container clusters get-credentials`, `az aks get-credentials`)"
+    )]
+    Unauthorized {
+        /// The API server URL.
+        server: String,
+        /// The context.
+        context: String,
+        /// The API server's message, after ": ", when it says more than "Unauthorized".
+        message: String,
+    },
+    /// The credential plugin failed when asked for a token.
+    #[error(transparent)]
+    Plugin(ConnectError),
+}
+
+impl ProbeError {
+    /// Whether devingress can go on and retry (the server may come up).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProbeError::Unreachable { .. })
+    }
 }
 
 /// Loads the kubeconfig and builds a client for the chosen context.
 pub async fn connect(opts: &KubeOptions) -> Result<(Client, ClusterInfo), ConnectError> {
-    let kubeconfig = match &opts.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path),
-        None => Kubeconfig::read(),
-    }
-    .map_err(ConnectError::Kubeconfig)?;
-    let context = match opts.context.clone().or_else(|| kubeconfig.current_context.clone()) {
-        Some(c) => c,
-        None => return Err(ConnectError::NoContext),
+    let loaded = kubeconfig::load(opts.kubeconfig.as_deref(), opts.context.as_deref())?;
+    connect_loaded(loaded).await
+}
+
+/// Builds a client for an already checked kubeconfig.
+pub async fn connect_loaded(loaded: Loaded) -> Result<(Client, ClusterInfo), ConnectError> {
+    let options = kubeconfig::options(&loaded);
+    let Loaded { kubeconfig, files, context, cluster, contexts, .. } = loaded;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| ConnectError::Settings { context: context.clone(), reason: describe_error(&e) })?;
+    let info = ClusterInfo {
+        context,
+        cluster,
+        server: config.cluster_url.to_string(),
+        contexts,
+        kubeconfig: files,
+        unreachable: None,
+        version: Default::default(),
     };
-    let Some(named) = kubeconfig.contexts.iter().find(|c| c.name == context) else {
-        let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
-        return Err(ConnectError::UnknownContext(context, known.join(", ")));
-    };
-    let cluster = named.context.as_ref().map(|c| c.cluster.clone()).unwrap_or_default();
-    let contexts = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
-    let options = KubeConfigOptions { context: Some(context.clone()), ..KubeConfigOptions::default() };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(ConnectError::Kubeconfig)?;
-    let info =
-        ClusterInfo { context, cluster, server: config.cluster_url.to_string(), contexts, version: Default::default() };
-    let client = client_from_config(config).map_err(ConnectError::Client)?;
+    let client = client_from_config(config).map_err(|e| classify_client_error(&info.context, e))?;
     Ok((client, info))
+}
+
+/// A client error as a [`ConnectError`]: credential plugin failures apart.
+fn classify_client_error(context: &str, e: kube::Error) -> ConnectError {
+    match &e {
+        kube::Error::Auth(_) => ConnectError::Plugin { context: context.into(), reason: describe_error(&e) },
+        _ => ConnectError::Settings { context: context.into(), reason: describe_error(&e) },
+    }
+}
+
+/// Asks the API server for its version within `deadline`, and says plainly
+/// why it could not.
+pub async fn probe(client: &Client, info: &ClusterInfo, deadline: std::time::Duration) -> Result<String, ProbeError> {
+    let unreachable =
+        |reason: String| ProbeError::Unreachable { server: info.server.clone(), context: info.context.clone(), reason };
+    match tokio::time::timeout(deadline, client.apiserver_version()).await {
+        Ok(Ok(v)) => Ok(v.git_version),
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => Err(ProbeError::Unauthorized {
+            server: info.server.clone(),
+            context: info.context.clone(),
+            message: if status.message.is_empty() || status.message == "Unauthorized" {
+                String::new()
+            } else {
+                format!(": {}", status.message)
+            },
+        }),
+        Ok(Err(e @ kube::Error::Auth(_))) => Err(ProbeError::Plugin(classify_client_error(&info.context, e))),
+        Ok(Err(e)) => Err(unreachable(describe_error(&e))),
+        Err(_) => Err(unreachable(format!("no answer within {}s", deadline.as_secs()))),
+    }
 }
 
 /// The TCP connector under the client: Nagle off. kube-rs's own builder

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod control;
 pub mod dns;
 pub mod kubeclient;
+pub mod kubeconfig;
 pub mod listen;
 pub mod logs;
 pub mod paths;

@@ -33,6 +33,14 @@ impl Health {
         self.state.lock().expect("health lock").failing.clone()
     }
 
+    /// The API server did not answer before the watchers started, for
+    /// `reason`, and the user was told: watchers failing for the same
+    /// reason say nothing more.
+    pub fn already_said(&self, reason: &str) {
+        let mut st = self.state.lock().expect("health lock");
+        st.failing = Some(format!("cannot reach the API server at {}: {reason}", self.server));
+    }
+
     /// A watcher got an event: the API server answers.
     pub fn watch_ok(&self, _what: &str) {
         let mut st = self.state.lock().expect("health lock");

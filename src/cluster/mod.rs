@@ -46,12 +46,18 @@ pub struct ClusterWatch {
 impl ClusterWatch {
     /// Starts the watchers: all namespaces, or only `namespaces` when given.
     /// IngressClasses are cluster-scoped and always watched as a whole.
-    pub fn start(client: Client, namespaces: &[String], server: &str) -> Self {
+    /// When the API server did not answer the first question (which the
+    /// user was told), watchers failing for that reason say nothing more.
+    pub fn start(client: Client, namespaces: &[String], info: &crate::kubeclient::ClusterInfo) -> Self {
+        let health = Health::new(&info.server);
+        if let Some(reason) = &info.unreachable {
+            health.already_said(reason);
+        }
         let mut w = Spawner {
             tasks: JoinSet::new(),
             synced: Vec::new(),
             changed: Arc::new(Notify::new()),
-            health: Arc::new(Health::new(server)),
+            health: Arc::new(health),
         };
         let ingresses = namespaced_apis(&client, namespaces)
             .into_iter()
@@ -147,11 +153,17 @@ impl Spawner {
         let what =
             if namespace.is_empty() { resource.to_string() } else { format!("{resource} in namespace {namespace}") };
         self.tasks.spawn(async move {
-            let stream = watcher(api, watcher::Config::default()).backoff(RetryBackoff::default()).reflect(writer);
+            let backoff = RetryBackoff::default();
+            let answered = backoff.answered();
+            let stream = watcher(api, watcher::Config::default()).backoff(backoff).reflect(writer);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 match event {
+                    // A watcher emits `Init` before it even asks for a list:
+                    // it says nothing about the API server.
+                    Ok(watcher::Event::Init) => {}
                     Ok(event) => {
+                        answered.store(true, Ordering::Release);
                         health.watch_ok(&what);
                         if matches!(event, watcher::Event::InitDone) {
                             synced.store(true, Ordering::Release);
@@ -167,22 +179,35 @@ impl Spawner {
 }
 
 /// How watchers retry: 250 ms, doubling up to 5 s, back to the start after
-/// a success. kube-rs's default climbs to 30 s, which after a laptop sleep
-/// or a cluster restart would leave routes stale for up to half a minute;
-/// a local API server can take a retry every few seconds.
+/// the API server answered. kube-rs's default climbs to 30 s, which after a
+/// laptop sleep or a cluster restart would leave routes stale for up to half
+/// a minute; a local API server can take a retry every few seconds.
+///
+/// kube's `StreamBackoff` resets its backoff on every item the watcher
+/// yields, and a watcher yields `Event::Init` before each list attempt, so a
+/// reset there would retry a dead API server every 250 ms forever. The
+/// backoff therefore starts over only when the watcher's owner says, through
+/// [`RetryBackoff::answered`], that a real answer came.
 #[derive(Debug, Clone)]
 pub struct RetryBackoff {
     next: Duration,
+    answered: Arc<AtomicBool>,
 }
 
 impl RetryBackoff {
     const FIRST: Duration = Duration::from_millis(250);
     const MAX: Duration = Duration::from_secs(5);
+
+    /// The flag to set when the API server answered (an object or the end
+    /// of a list): the next failure then waits the shortest time again.
+    pub fn answered(&self) -> Arc<AtomicBool> {
+        self.answered.clone()
+    }
 }
 
 impl Default for RetryBackoff {
     fn default() -> Self {
-        RetryBackoff { next: Self::FIRST }
+        RetryBackoff { next: Self::FIRST, answered: Arc::new(AtomicBool::new(false)) }
     }
 }
 
@@ -190,6 +215,9 @@ impl Iterator for RetryBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        if self.answered.swap(false, Ordering::AcqRel) {
+            self.next = Self::FIRST;
+        }
         let now = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         Some(now)
@@ -197,9 +225,8 @@ impl Iterator for RetryBackoff {
 }
 
 impl kube::runtime::utils::Backoff for RetryBackoff {
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
+    /// Ignored: see the type's documentation.
+    fn reset(&mut self) {}
 }
 
 fn namespaced_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
@@ -220,11 +247,15 @@ mod tests {
     use kube::runtime::utils::Backoff;
 
     #[test]
-    fn backoff_doubles_to_five_seconds_and_resets() {
+    fn backoff_doubles_to_five_seconds_and_starts_over_only_after_an_answer() {
         let mut b = RetryBackoff::default();
         let first: Vec<u64> = b.by_ref().take(7).map(|d| d.as_millis() as u64).collect();
         assert_eq!(first, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        // kube resets on every item, `Init` included: that changes nothing.
         b.reset();
+        assert_eq!(b.next(), Some(Duration::from_secs(5)));
+        b.answered().store(true, Ordering::Release);
         assert_eq!(b.next(), Some(Duration::from_millis(250)));
+        assert_eq!(b.next(), Some(Duration::from_millis(500)));
     }
 }

@@ -77,10 +77,15 @@ impl SecretWatch {
             let (secrets, changed, warned, listed, r2) =
                 (self.secrets.clone(), self.changed.clone(), self.warned.clone(), self.listed.clone(), r.clone());
             let task = tokio::spawn(async move {
-                let stream = watcher(api, config).backoff(RetryBackoff::default());
+                let backoff = RetryBackoff::default();
+                let answered = backoff.answered();
+                let stream = watcher(api, config).backoff(backoff);
                 futures::pin_mut!(stream);
                 let mut listing: Option<Arc<Secret>> = None;
                 while let Some(event) = stream.next().await {
+                    if matches!(&event, Ok(e) if !matches!(e, watcher::Event::Init)) {
+                        answered.store(true, std::sync::atomic::Ordering::Release);
+                    }
                     let mut map = secrets.lock().expect("secrets");
                     match event {
                         Ok(watcher::Event::Init) => listing = None,

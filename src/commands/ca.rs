@@ -31,9 +31,8 @@ pub fn show(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("certificate: {}", paths.ca_cert().display());
     println!("SHA-256:     {}", ca.fingerprint);
     println!("expires:     {}", ca.not_after.date());
-    for store in truststore::stores() {
-        let state = if store.contains(&ca, &paths.ca_cert()) { "trusted" } else { "not trusted" };
-        println!("{:<12} {} ({state})", "trust:", store.name());
+    for (store, trusted) in truststore::report(&ca, &paths.ca_cert()) {
+        println!("{:<12} {store} ({})", "trust:", if trusted { "trusted" } else { "not trusted" });
     }
     Ok(())
 }

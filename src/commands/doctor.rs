@@ -32,6 +32,11 @@ fn fail(what: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check 
     Check { ok: false, what: what.into(), detail: detail.into(), fix: Some(fix.into()) }
 }
 
+/// A failure whose message already says how to fix it.
+fn failed_with_fix_inside(what: &str, detail: String) -> Check {
+    Check { ok: false, what: what.into(), detail, fix: None }
+}
+
 fn print(c: &Check) {
     println!("{:<5} {}: {}", if c.ok { "ok" } else { "FAIL" }, c.what, c.detail);
     if let Some(fix) = &c.fix {
@@ -39,15 +44,14 @@ fn print(c: &Check) {
     }
 }
 
-/// The first port of `candidates` where something accepts TCP on loopback.
-async fn listening(candidates: &[u16]) -> Option<u16> {
-    for &port in candidates {
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+/// The first of `candidates` where something accepts TCP.
+async fn listening(candidates: &[SocketAddr]) -> Option<SocketAddr> {
+    for &addr in candidates {
         if tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
             .await
             .is_ok_and(|r| r.is_ok())
         {
-            return Some(port);
+            return Some(addr);
         }
     }
     None
@@ -68,20 +72,67 @@ async fn dns_a(addr: SocketAddr, host: &str) -> Result<Vec<IpAddr>, String> {
     Ok(m.answers.iter().filter_map(|r| if let RData::A(a) = &r.data { Some(IpAddr::V4(a.0)) } else { None }).collect())
 }
 
+/// Where a running `devingress up` serves, from its control socket.
+struct Daemon {
+    /// Its HTTP, HTTPS and DNS addresses.
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
+    /// The exact hosts it serves.
+    hosts: Vec<String>,
+}
+
+/// The kubeconfig to check: what the user named, else what the running
+/// daemon uses, else the default.
+fn kubeconfig(
+    args: &DoctorArgs,
+    daemon: Option<&crate::status::Status>,
+) -> Result<crate::kubeconfig::Loaded, crate::kubeconfig::KubeconfigError> {
+    match daemon {
+        Some(d) if args.cluster.kubeconfig.is_none() && args.cluster.context.is_none() => {
+            let files: Vec<std::path::PathBuf> = d.cluster.kubeconfig.iter().map(Into::into).collect();
+            let looked = format!("the daemon's kubeconfig ({})", d.cluster.kubeconfig.join(", "));
+            crate::kubeconfig::load_files(&files, looked, Some(&d.cluster.context))
+        }
+        _ => crate::kubeconfig::load(args.cluster.kubeconfig.as_deref(), args.cluster.context.as_deref()),
+    }
+}
+
 /// Runs every check; fails when any check does.
 pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut checks = Vec::new();
     println!("devingress doctor");
 
+    // A running daemon knows its kubeconfig, context, hosts and listeners.
+    let status = crate::control::client::status(&crate::control::socket_path()).await.ok();
+    let daemon = status.as_ref().map(|s| {
+        let addr = |a: &Option<String>| a.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
+        Daemon {
+            http: addr(&s.listeners.http),
+            https: addr(&s.listeners.https),
+            dns: addr(&s.listeners.dns),
+            hosts: s.hosts.iter().map(|h| h.host.clone()).filter(|h| !h.starts_with('*')).collect(),
+        }
+    });
+    if let (Some(s), Some(d)) = (&status, &daemon) {
+        println!(
+            "asked the running daemon (pid {}) over its control socket: checking its kubeconfig ({}), context {}, \
+             its {} served host name(s) and its listeners",
+            s.pid,
+            s.cluster.kubeconfig.join(", "),
+            s.cluster.context,
+            d.hosts.len()
+        );
+    }
+
     // The cluster.
-    let connected = crate::kubeclient::connect(&args.cluster.kube_options()).await;
+    let connected = match kubeconfig(&args, status.as_ref()) {
+        Ok(loaded) => crate::kubeclient::connect_loaded(loaded).await,
+        Err(e) => Err(e.into()),
+    };
     let table = match connected {
         Err(e) => {
-            checks.push(fail(
-                "kubeconfig",
-                e.to_string(),
-                "point KUBECONFIG or --kubeconfig at a kubeconfig, or pass --context",
-            ));
+            checks.push(failed_with_fix_inside("kubeconfig", format!("{e:#}")));
             None
         }
         Ok((client, info)) => {
@@ -89,10 +140,10 @@ pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyh
                 "kubeconfig",
                 format!("context {}, cluster {} at {}", info.context, info.cluster, info.server),
             ));
-            match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-                Ok(Ok(v)) => {
-                    checks.push(ok("cluster reachable", format!("Kubernetes {}", v.git_version)));
-                    let watch = ClusterWatch::start(client, &args.cluster.namespaces, &info.server);
+            match crate::kubeclient::probe(&client, &info, Duration::from_secs(10)).await {
+                Ok(version) => {
+                    checks.push(ok("cluster reachable", format!("Kubernetes {version}")));
+                    let watch = ClusterWatch::start(client, &args.cluster.namespaces, &info);
                     if watch.wait_synced(Duration::from_secs(15)).await {
                         let t = routes::build(&watch.snapshot());
                         checks.push(ok(
@@ -110,45 +161,46 @@ pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyh
                         None
                     }
                 }
-                Ok(Err(e)) => {
-                    checks.push(fail(
-                        "cluster reachable",
-                        crate::kubeclient::describe_error(&e),
-                        "start the cluster (kind, minikube, k3d…) or pick another context with --context",
-                    ));
-                    None
-                }
-                Err(_) => {
-                    checks.push(fail(
-                        "cluster reachable",
-                        "no answer within 10s",
-                        "start the cluster or check the server address",
-                    ));
+                Err(e) => {
+                    checks.push(failed_with_fix_inside("cluster reachable", e.to_string()));
                     None
                 }
             }
         }
     };
-    let host = table.as_ref().and_then(|t| {
-        t.groups.iter().find_map(|g| if let HostPattern::Exact(h) = &g.host { Some(h.clone()) } else { None })
+    // The host to ask for: one the daemon serves, else one the table routes.
+    let host = daemon.as_ref().and_then(|d| d.hosts.first().cloned()).or_else(|| {
+        table.as_ref().and_then(|t| {
+            t.groups.iter().find_map(|g| if let HostPattern::Exact(h) = &g.host { Some(h.clone()) } else { None })
+        })
     });
 
     // The listeners of a running `devingress up`.
-    let http = listening(&args.http_port.map_or(vec![80, 8080], |p| vec![p])).await;
+    let loopback = |p: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p);
+    let (http_candidates, https_candidates) = match &daemon {
+        Some(d) => (d.http.into_iter().collect::<Vec<_>>(), d.https.into_iter().collect::<Vec<_>>()),
+        None => (
+            args.http_port.map_or(vec![80, 8080], |p| vec![p]).into_iter().map(loopback).collect(),
+            args.https_port.map_or(vec![443, 8443], |p| vec![p]).into_iter().map(loopback).collect(),
+        ),
+    };
+    let http = listening(&http_candidates).await;
     match http {
-        Some(p) => checks.push(ok("HTTP listener", format!("127.0.0.1:{p} accepts connections"))),
+        Some(a) => checks.push(ok("HTTP listener", format!("{a} accepts connections"))),
         None => checks.push(fail("HTTP listener", "nothing listens on 80 or 8080", "start `devingress up`")),
     }
-    match listening(&args.https_port.map_or(vec![443, 8443], |p| vec![p])).await {
-        Some(p) => checks.push(ok("HTTPS listener", format!("127.0.0.1:{p} accepts connections"))),
+    match listening(&https_candidates).await {
+        Some(a) => checks.push(ok("HTTPS listener", format!("{a} accepts connections"))),
         None => checks.push(fail(
             "HTTPS listener",
             "nothing listens on 443 or 8443",
             "start `devingress up` (without --no-https)",
         )),
     }
-    let dns_port = args.dns_port.unwrap_or(crate::dns::DEFAULT_PORT);
-    let dns_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), dns_port);
+    let dns_addr = daemon
+        .as_ref()
+        .and_then(|d| d.dns)
+        .unwrap_or_else(|| loopback(args.dns_port.unwrap_or(crate::dns::DEFAULT_PORT)));
     match &host {
         Some(h) => match dns_a(dns_addr, h).await {
             Ok(ips) if ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)) => {
@@ -188,24 +240,44 @@ pub async fn run(args: DoctorArgs, data_dir: Option<std::path::PathBuf>) -> anyh
     let loaded =
         Paths::resolve(data_dir).ok().and_then(|p| LocalCa::load(&p).ok().flatten().map(|ca| (ca, p.ca_cert())));
     match loaded {
-        Some((ca, path)) if crate::truststore::is_trusted(&ca, &path) => {
-            checks.push(ok("CA trusted", format!("{} is in the system store", ca.subject)))
+        Some((ca, path)) => {
+            let report = crate::truststore::report(&ca, &path);
+            let (trusting, not): (Vec<_>, Vec<_>) = report.into_iter().partition(|(_, ok)| *ok);
+            let names = |v: Vec<(String, bool)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>().join(", ");
+            if trusting.is_empty() && not.is_empty() {
+                checks.push(fail(
+                    "CA trusted",
+                    format!("{} is not trusted by: {}", ca.subject, names(not)),
+                    "run `devingress trust`",
+                ));
+            } else if !not.is_empty() {
+                checks.push(fail(
+                    "CA trusted",
+                    format!("{} is trusted by {}, but not by: {}", ca.subject, names(trusting), names(not)),
+                    "run `devingress trust`",
+                ));
+            } else if trusting.is_empty() {
+                checks.push(fail(
+                    "CA trusted",
+                    format!("{}: no trust store found on this machine", ca.subject),
+                    "install ca-certificates (or a browser), then run `devingress trust`",
+                ));
+            } else {
+                checks.push(ok(
+                    "CA trusted",
+                    format!("{} is trusted by every store found: {}", ca.subject, names(trusting)),
+                ));
+            }
         }
-        Some((ca, _)) => checks.push(fail(
-            "CA trusted",
-            format!("{} is not in the system store", ca.subject),
-            "run `devingress trust`",
-        )),
         None => checks.push(fail("CA trusted", "no local CA yet", "run `devingress up` once, then `devingress trust`")),
     }
     // A request through the proxy.
     match (&host, http) {
-        (Some(h), Some(port)) => {
+        (Some(h), Some(addr)) => {
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(hyper_util::client::legacy::connect::HttpConnector::new());
-            let req = http::Request::get(format!("http://127.0.0.1:{port}/"))
-                .header("host", h.as_str())
-                .body(Empty::<Bytes>::new())?;
+            let req =
+                http::Request::get(format!("http://{addr}/")).header("host", h.as_str()).body(Empty::<Bytes>::new())?;
             match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
                 Ok(Ok(res)) => {
                     let status = res.status();

@@ -9,7 +9,7 @@ use crate::routes;
 /// Lists the objects once, builds the table and prints it to stdout.
 pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
     let (client, info) = super::connect(&args.cluster).await?;
-    let watch = ClusterWatch::start(client, &args.cluster.namespaces, &info.server);
+    let watch = ClusterWatch::start(client, &args.cluster.namespaces, &info);
     if !watch.wait_synced(args.wait).await {
         let why = watch.health().problem().unwrap_or_else(|| "no answer".into());
         bail!("could not list the cluster's objects within {:?}: {why}", args.wait);

@@ -44,13 +44,19 @@ pub enum Exit {
 
 /// Runs until `shutdown` resolves (or `devingress down`), then shuts down gracefully.
 pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> anyhow::Result<Exit> {
+    // The kubeconfig first: a missing or broken one ends the run before
+    // anything is created.
+    let kubeconfig = super::load_kubeconfig(&args.cluster)?;
     // One daemon per user: a second `up` says so instead of failing on a port.
-    let control = match ControlServer::bind(&crate::control::socket_path()).await {
+    let socket = crate::control::socket_path();
+    if let Some(running) = crate::control::client::already_running(&socket).await {
+        return Ok(already_running(running));
+    }
+    // Credentials the API server refuses end the run here too.
+    let (client, info) = super::connect_loaded(kubeconfig).await?;
+    let control = match ControlServer::bind(&socket).await {
         Ok(c) => Some(c),
-        Err(e @ ControlError::AlreadyRunning { .. }) => {
-            eprintln!("{e}: `devingress status` shows it, `devingress down` stops it");
-            return Ok(Exit::AlreadyRunning);
-        }
+        Err(e @ ControlError::AlreadyRunning { .. }) => return Ok(already_running(e)),
         Err(e) => {
             tracing::warn!("{e}; `devingress status`, `down` and `logs` cannot reach this daemon");
             None
@@ -76,8 +82,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         Some((listener, Arc::new(LeafStore::new(ca.clone(), paths.leaves_dir())), ca, paths.ca_cert()))
     };
 
-    let (client, info) = super::connect(&args.cluster).await?;
-    let watch = Arc::new(ClusterWatch::start(client.clone(), &args.cluster.namespaces, &info.server));
+    let watch = Arc::new(ClusterWatch::start(client.clone(), &args.cluster.namespaces, &info));
     let policy = args.class.policy();
 
     let (table_tx, table_rx) = watch::channel(Arc::new(RouteTable::default()));
@@ -192,6 +197,12 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     }
     tracing::info!("stopped");
     Ok(exit)
+}
+
+/// Says that another daemon runs, and how to reach it.
+fn already_running(e: ControlError) -> Exit {
+    eprintln!("{e}: `devingress status` shows it, `devingress down` stops it");
+    Exit::AlreadyRunning
 }
 
 /// Starts `devingress up` again in this process's place, on `context`.

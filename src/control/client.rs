@@ -62,6 +62,12 @@ pub async fn send(path: &Path, request: &Request) -> Result<Reply, ControlError>
     serde_json::from_str(&line).map_err(|e| ControlError::Protocol(format!("{e}: {}", line.trim())))
 }
 
+/// [`ControlError::AlreadyRunning`] when a daemon answers on `path`.
+pub async fn already_running(path: &Path) -> Option<ControlError> {
+    let s = status(path).await.ok()?;
+    Some(ControlError::AlreadyRunning { pid: s.pid, context: s.cluster.context, hosts: s.hosts.len() })
+}
+
 /// Whether a daemon answers on `path`.
 pub async fn running(path: &Path) -> bool {
     status(path).await.is_ok()

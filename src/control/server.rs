@@ -33,8 +33,8 @@ impl ControlServer {
     /// Binds the socket at `path`, unless a daemon answers there already. A
     /// socket file that nothing answers on is left from a crash and replaced.
     pub async fn bind(path: &Path) -> Result<Self, ControlError> {
-        if let Ok(s) = super::client::status(path).await {
-            return Err(ControlError::AlreadyRunning { pid: s.pid, context: s.cluster.context, hosts: s.hosts.len() });
+        if let Some(running) = super::client::already_running(path).await {
+            return Err(running);
         }
         let io = |source| ControlError::Io { path: path.display().to_string(), source };
         #[cfg(unix)]

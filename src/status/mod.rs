@@ -123,6 +123,7 @@ impl StatusHub {
                 version: self.cluster.version.get().cloned(),
                 problem: self.health.problem(),
                 contexts: self.cluster.contexts.clone(),
+                kubeconfig: self.cluster.kubeconfig.iter().map(|p| p.display().to_string()).collect(),
             },
             listeners: self.listeners.lock().expect("status lock").clone(),
             tls: self.tls(),

@@ -48,6 +48,9 @@ pub struct ClusterStatus {
     pub version: Option<String>,
     /// Why the API server cannot be watched now, if it cannot.
     pub problem: Option<String>,
+    /// The kubeconfig file(s) the daemon read (`doctor` reads the same).
+    #[serde(default)]
+    pub kubeconfig: Vec<String>,
     /// Every context in the kubeconfig (one may switch to them).
     #[serde(default)]
     pub contexts: Vec<String>,

@@ -63,6 +63,11 @@ pub trait TrustStore {
     fn name(&self) -> String;
     /// Whether the CA is in it.
     fn contains(&self, ca: &LocalCa, ca_path: &Path) -> bool;
+    /// Each place of this store found on this machine, and whether it holds
+    /// the CA (one line per NSS database; one for a system store).
+    fn report(&self, ca: &LocalCa, ca_path: &Path) -> Vec<(String, bool)> {
+        vec![(self.name(), self.contains(ca, ca_path))]
+    }
     /// Puts the CA in.
     fn install(&self, ca: &LocalCa, ca_path: &Path) -> Result<Outcome, TrustError>;
     /// Takes the CA out.
@@ -99,10 +104,17 @@ pub fn stores() -> Vec<Box<dyn TrustStore>> {
     out
 }
 
-/// Whether the CA (whose certificate is at `ca_path`) is in the system's
-/// store, which most tools read.
+/// Every trust store found on this machine (each NSS database on its own),
+/// and whether it holds the CA (whose certificate is at `ca_path`).
+pub fn report(ca: &LocalCa, ca_path: &Path) -> Vec<(String, bool)> {
+    stores().iter().flat_map(|s| s.report(ca, ca_path)).collect()
+}
+
+/// Whether every trust store found here holds the CA: the system store
+/// that most tools read, and each browser's NSS database.
 pub fn is_trusted(ca: &LocalCa, ca_path: &Path) -> bool {
-    stores().first().is_some_and(|s| s.contains(ca, ca_path))
+    let report = report(ca, ca_path);
+    !report.is_empty() && report.iter().all(|(_, ok)| *ok)
 }
 
 /// Runs a command, returning its output or a [`TrustError`] with what it printed.

@@ -197,22 +197,8 @@ async fn status_page_shows_the_model_on_devingress_localhost() {
     assert_eq!(get(d.port, "devingress.localhost", "/nope").await.status, 404);
 }
 
-/// Runs Debian's Chromium headless, as the CI machine allows it (root, no
-/// network: background networking off), with a fresh profile.
 async fn chromium(args: &[&str]) -> Output {
-    assert!(
-        crate::support::devingress::on_path("chromium"),
-        "this test renders the status page in a real browser: apt-get install chromium"
-    );
-    let profile = tempfile::tempdir().unwrap();
-    tokio::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .await
-        .unwrap()
+    crate::support::devingress::chromium(args, &[]).await
 }
 
 #[tokio::test]
@@ -247,4 +233,44 @@ async fn status_page_renders_in_headless_chromium() {
         std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{} bytes", bytes.len());
     eprintln!("status page screenshot: {}", png.display());
+}
+
+/// `doctor` next to a running daemon checks what the daemon uses: its
+/// kubeconfig (which the shell's environment does not name), context,
+/// served hosts and listeners, and says that it asked the daemon.
+#[tokio::test]
+async fn doctor_takes_kubeconfig_context_hosts_and_listeners_from_the_running_daemon() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(eventually(SETTLE, || async { get(d.port, "alpaca.example.com", "/").await.status == 200 }).await);
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .arg("doctor")
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .env("DEVINGRESS_RUNTIME_DIR", d.runtime_dir())
+        .env("DEVINGRESS_DATA_DIR", &d.data_dir)
+        .env("DEVINGRESS_TRUST_ROOT", home.path().join("no-system-store"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        &format!(
+            "asked the running daemon (pid {}) over its control socket: checking its kubeconfig ({}), context fake, \
+             its 2 served host name(s) and its listeners",
+            d.pid(),
+            c.kubeconfig.display()
+        ),
+        "ok    kubeconfig: context fake",
+        "ok    routes: 2 Ingress(es)",
+        &format!("ok    HTTP listener: 127.0.0.1:{} accepts connections", d.port),
+        &format!("ok    HTTPS listener: 127.0.0.1:{} accepts connections", d.https_port.unwrap()),
+        &format!("ok    DNS server: 127.0.0.1:{} answers alpaca.example.com with 127.0.0.1", d.dns_port.unwrap()),
+        "ok    HTTP round trip: GET http://alpaca.example.com/ gave 200 OK",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("no kubeconfig found"), "{stdout}");
 }

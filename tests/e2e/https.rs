@@ -204,7 +204,8 @@ async fn tls_hosts_redirect_http_to_https_unless_opted_out() {
     assert!(eventually(SETTLE, || async { get(d.port, "secure.example.com", "/a?b=c").await.status == 308 }).await);
     let a = get(d.port, "secure.example.com", "/a?b=c").await;
     assert_eq!(a.headers["location"], format!("https://secure.example.com:{port}/a?b=c"));
-    assert_eq!(get(d.port, "plain.example.com", "/").await.pod().as_deref(), Some("bandicoot-0"));
+    let plain = get(d.port, "plain.example.com", "/").await;
+    assert_eq!(plain.pod().as_deref(), Some("bandicoot-0"), "{plain:?}\n{}", d.log());
     assert_eq!(get(d.port, "alpaca.example.com", "/").await.status, 200, "hosts without spec.tls are not redirected");
     // Over HTTPS the same host is served, not redirected.
     let tls = connect(port, "secure.example.com", roots_from_pem(&ca_pem(&d)), &[b"h2"]).await.unwrap();
@@ -298,10 +299,8 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[tokio::test]
 async fn trust_installs_into_a_copy_of_the_system_store_and_untrust_restores_it_byte_for_byte() {
-    if !Path::new("/usr/sbin/update-ca-certificates").exists() || !Path::new("/usr/share/ca-certificates").is_dir() {
-        eprintln!("skipped: needs Debian's ca-certificates layout");
-        return;
-    }
+    crate::support::devingress::require("update-ca-certificates", "ca-certificates", "it runs Debian's store tool");
+    assert!(Path::new("/usr/share/ca-certificates").is_dir(), "needs Debian's ca-certificates layout");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     copy_tree(Path::new("/usr/share/ca-certificates"), &root.join("usr/share/ca-certificates"));
@@ -373,10 +372,7 @@ async fn trust_installs_into_a_copy_of_the_system_store_and_untrust_restores_it_
 
 #[tokio::test]
 async fn trust_and_untrust_an_nss_database() {
-    if !crate::support::devingress::on_path("certutil") {
-        eprintln!("skipped: certutil (libnss3-tools) is not installed");
-        return;
-    }
+    crate::support::devingress::require("certutil", "libnss3-tools", "it reads and writes an NSS database");
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let db = home.join(".pki/nssdb");
@@ -411,4 +407,66 @@ async fn trust_and_untrust_an_nss_database() {
     let said = run(&["untrust"]);
     assert!(said.contains("removed devingress_"), "{said}");
     assert!(!list().contains("devingress_"), "{}", list());
+}
+
+/// Chrome on Linux trusts local CAs through the user's NSS database, which
+/// it makes only on its first run with a profile: never for headless runs
+/// or fresh profiles. One `devingress trust` on a fresh home makes it, and
+/// headless Chromium then loads an HTTPS Ingress host without a certificate
+/// error (and with one before).
+#[tokio::test]
+async fn chromium_on_a_fresh_home_loads_an_https_host_after_one_trust() {
+    crate::support::devingress::require("certutil", "libnss3-tools", "trust writes Chrome's NSS database with it");
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(eventually(SETTLE, || async { get(d.port, "alpaca.example.com", "/").await.status == 200 }).await);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let url = format!("https://alpaca.example.com:{}/", d.https_port.expect("HTTPS"));
+    let load = || async {
+        let out = crate::support::devingress::chromium(
+            &[
+                "--host-resolver-rules=MAP alpaca.example.com 127.0.0.1",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                &url,
+            ],
+            &[("HOME", home.as_os_str())],
+        )
+        .await;
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (dom, log) = load().await;
+    assert!(!dom.contains("\"pod\":\"alpaca-"), "not trusted yet, so the page must not load:\n{dom}\n{log}");
+    assert!(!home.join(".pki/nssdb").exists(), "Chromium headless makes no NSS database itself");
+
+    let out = std::process::Command::new(BIN)
+        .arg("trust")
+        .env("DEVINGRESS_DATA_DIR", &d.data_dir)
+        .env("DEVINGRESS_TRUST_ROOT", dir.path().join("no-system-store"))
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("created Chrome's NSS database"), "{said}");
+    assert!(home.join(".pki/nssdb/cert9.db").exists(), "{said}");
+
+    let (dom, log) = load().await;
+    assert!(dom.contains("\"pod\":\"alpaca-"), "the pod's answer over trusted HTTPS:\n{dom}\n{log}");
+    assert!(!dom.contains("ERR_CERT"), "{dom}");
+
+    // doctor now finds Chrome's database trusting the CA.
+    let out = std::process::Command::new(BIN)
+        .arg("doctor")
+        .env("DEVINGRESS_DATA_DIR", &d.data_dir)
+        .env("DEVINGRESS_TRUST_ROOT", dir.path().join("no-system-store"))
+        .env("DEVINGRESS_RUNTIME_DIR", d.runtime_dir())
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ok    CA trusted:") && said.contains(".pki/nssdb (Chrome)"), "{said}");
 }

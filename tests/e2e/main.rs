@@ -6,6 +6,7 @@ mod dataplane;
 mod dns;
 mod https;
 mod installers;
+mod kubeconfig;
 mod real_cluster;
 mod replay;
 mod resolver;

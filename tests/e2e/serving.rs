@@ -276,9 +276,20 @@ async fn unreachable_api_server_gives_a_plain_message_and_keeps_retrying() {
     let a = get(d.port, "alpaca.example.com", "/").await;
     assert_eq!(a.status, 503);
     assert!(a.body.contains("has not loaded the routes"), "{}", a.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(d.running());
-    assert!(!d.log().contains("panicked"), "{}", d.log());
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+    // Said once, with how to start the cluster; the retries back off
+    // quietly instead of flapping between "unreachable" and "answers again".
+    assert_eq!(log.matches("cannot reach the API server").count(), 1, "{log}");
+    assert!(log.contains("Is the cluster running?") && log.contains("minikube start"), "{log}");
+    assert!(!log.contains("answers again"), "nothing answered: {log}");
+    let attempts = log.matches("still failing").count();
+    assert!(
+        attempts < 40,
+        "4 watchers backing off from 250 ms to 5 s try about 5 times each in 3 s, not {attempts}: {log}"
+    );
 
     let out =
         Command::new(BIN).args(["routes", "--wait", "2s", "--kubeconfig"]).arg(&kubeconfig).output().await.unwrap();
@@ -287,25 +298,6 @@ async fn unreachable_api_server_gives_a_plain_message_and_keeps_retrying() {
     assert!(stderr.contains("devingress: could not list the cluster's objects within 2s"), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-#[tokio::test]
-async fn missing_kubeconfig_and_unknown_context_are_plain_errors() {
-    let out = Command::new(BIN).args(["routes", "--kubeconfig", "/nonexistent/kubeconfig"]).output().await.unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot read the kubeconfig"), "{stderr}");
-
-    let c = TestCluster::start().await;
-    let out = Command::new(BIN)
-        .args(["routes", "--context", "nope", "--kubeconfig"])
-        .arg(&c.kubeconfig)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("context \"nope\" is not in the kubeconfig (it has: fake, fake-again)"), "{stderr}");
 }
 
 #[tokio::test]
@@ -352,20 +344,16 @@ async fn sigterm_lets_requests_in_flight_finish() {
 /// (root with `setpriv`, and ports below 1024 privileged).
 #[tokio::test]
 async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() {
-    let privileged_ports = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .is_some_and(|start| start > 80);
-    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let has_setpriv = std::path::Path::new("/usr/bin/setpriv").exists();
-    if !(privileged_ports && is_root && has_setpriv) {
-        eprintln!("skipped: needs root, setpriv and privileged ports below 1024 to drop privileges");
-        return;
-    }
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
-        eprintln!("skipped: port 8080 is in use on this machine");
-        return;
-    }
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap_or_default();
+    assert!(
+        start.trim().parse::<u32>().is_ok_and(|start| start > 80),
+        "this test needs port 80 to be privileged (net.ipv4.ip_unprivileged_port_start is {}); \
+         `bash tests/run` leaves it out, saying so, where it is not",
+        start.trim()
+    );
+    crate::support::devingress::require_root("it drops privileges with setpriv");
+    crate::support::devingress::require("setpriv", "util-linux", "it runs devingress as nobody");
+    assert!(std::net::TcpListener::bind("127.0.0.1:8080").is_ok(), "port 8080 is in use on this machine: free it");
     let c = TestCluster::start().await;
     // The unprivileged user must be able to read the kubeconfig.
     let dir = tempfile::Builder::new().prefix("devingress-nobody").tempdir().unwrap();
@@ -377,10 +365,7 @@ async fn default_port_falls_back_to_8080_without_privileges_and_names_the_fix() 
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    if std::net::TcpListener::bind("127.0.0.1:8443").is_err() {
-        eprintln!("skipped: port 8443 is in use on this machine");
-        return;
-    }
+    assert!(std::net::TcpListener::bind("127.0.0.1:8443").is_ok(), "port 8443 is in use on this machine: free it");
     let mut child = Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", BIN, "up", "--kubeconfig"])
         .arg(&kubeconfig)
