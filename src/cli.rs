@@ -183,6 +183,9 @@ pub struct UpArgs {
     /// Do not answer DNS.
     #[arg(long)]
     pub no_dns: bool,
+    /// Do not serve `type: LoadBalancer` Services on the listen address.
+    #[arg(long)]
+    pub no_load_balancers: bool,
     /// How the OS is made to resolve served hosts to devingress; every
     /// change is taken back on exit (and at the next start after a crash).
     #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]

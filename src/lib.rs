@@ -12,6 +12,7 @@ pub mod control;
 pub mod dns;
 pub mod kubeclient;
 pub mod kubeconfig;
+pub mod lb;
 pub mod listen;
 pub mod logs;
 pub mod paths;

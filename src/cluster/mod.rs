@@ -12,7 +12,7 @@ pub use class::ensure_class;
 pub use health::Health;
 pub use secrets::SecretWatch;
 pub use snapshot::Snapshot;
-pub use status::{ADDRESS, FIELD_MANAGER, StatusWriter};
+pub use status::{ADDRESS, FIELD_MANAGER, ObjectKey, StatusWriter, current_entries};
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -1,58 +1,60 @@
-//! Writing devingress's address into the status of the Ingresses it serves
-//! (rule 4), and taking it out again on a clean exit.
+//! Writing devingress's address into the status of the objects it serves:
+//! Ingresses (rule 4) and `type: LoadBalancer` Services, and taking it out
+//! again on a clean exit.
 //!
 //! It uses server-side apply with field manager `devingress` and never
-//! forces: an Ingress whose `status.loadBalancer.ingress` holds another
+//! forces: an object whose `status.loadBalancer.ingress` holds another
 //! controller's address is left alone, and when devingress removes its
 //! entry it removes only what it owns.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::fmt::Debug;
+use std::marker::PhantomData;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::kubeclient::describe_error;
-use crate::routes::IngressKey;
 
 /// The field manager devingress writes status as.
 pub const FIELD_MANAGER: &str = "devingress";
-/// The address devingress serves Ingresses on.
+/// The address devingress serves on.
 pub const ADDRESS: &str = "127.0.0.1";
 
-/// What the writer knows about the Ingresses it touched.
-pub struct StatusWriter {
+/// `namespace/name` of an object whose status devingress writes.
+pub type ObjectKey = (String, String);
+
+/// What the writer knows about the objects of one kind it touched.
+pub struct StatusWriter<K> {
     client: Client,
-    /// Ingresses whose status holds devingress's address.
-    written: HashSet<IngressKey>,
-    /// Ingresses where another controller owns the status.
-    others: HashSet<IngressKey>,
+    /// Objects whose status holds devingress's entry.
+    written: HashSet<ObjectKey>,
+    /// Objects where another controller owns the status.
+    others: HashSet<ObjectKey>,
     /// The last failure, said once.
     failing: Option<String>,
+    kind: PhantomData<K>,
 }
 
-/// What the status of an Ingress says about its load balancer.
-fn addresses(ing: &Ingress) -> Vec<Value> {
-    ing.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|list| list.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect())
-        .unwrap_or_default()
+/// The kind's name in messages ("Ingress", "Service").
+fn kind_name<K: Resource<DynamicType = ()>>() -> String {
+    K::kind(&()).into_owned()
 }
 
-fn apply_body(key: &IngressKey, entries: Value) -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-           "metadata": {"name": key.name, "namespace": key.namespace},
-           "status": {"loadBalancer": entries}})
+fn show(key: &ObjectKey) -> String {
+    format!("{}/{}", key.0, key.1)
 }
 
-impl StatusWriter {
+impl<K> StatusWriter<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
     /// A writer that patches through `client`.
     pub fn new(client: Client) -> Self {
-        StatusWriter { client, written: HashSet::new(), others: HashSet::new(), failing: None }
+        StatusWriter { client, written: HashSet::new(), others: HashSet::new(), failing: None, kind: PhantomData }
     }
 
     /// Whether some write failed and should be tried again.
@@ -67,51 +69,56 @@ impl StatusWriter {
         }
     }
 
-    async fn apply(&self, key: &IngressKey, entries: Value) -> Result<(), kube::Error> {
-        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
-        api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(apply_body(key, entries)))
-            .await
-            .map(|_| ())
+    async fn apply(&self, key: &ObjectKey, load_balancer: Value) -> Result<(), kube::Error> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.0);
+        let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
+                          "metadata": {"name": key.1, "namespace": key.0},
+                          "status": {"loadBalancer": load_balancer}});
+        api.patch_status(&key.1, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body)).await.map(|_| ())
     }
 
-    /// Brings the status of every Ingress in line with `served`.
-    pub async fn sync(&mut self, ingresses: &[Arc<Ingress>], served: &[IngressKey]) {
+    /// Brings `status.loadBalancer.ingress` of each object in line:
+    /// `desired` holds devingress's entries for the objects it serves,
+    /// `current` what every existing object's status holds now.
+    pub async fn sync(&mut self, current: &BTreeMap<ObjectKey, Vec<Value>>, desired: &BTreeMap<ObjectKey, Value>) {
         self.failing = None;
-        let by_key: BTreeMap<IngressKey, &Ingress> = ingresses.iter().map(|i| (IngressKey::of(i), &**i)).collect();
-        let served: HashSet<&IngressKey> = served.iter().collect();
-        let ours = json!([{"ip": ADDRESS}]);
-        for key in &served {
-            let Some(ing) = by_key.get(*key) else { continue };
-            let current = addresses(ing);
-            if Value::Array(current.clone()) == ours {
-                self.written.insert((*key).clone());
+        let kind = kind_name::<K>();
+        for (key, ours) in desired {
+            let Some(now) = current.get(key) else { continue };
+            if Value::Array(now.clone()) == *ours {
+                self.written.insert(key.clone());
                 continue;
             }
-            if !current.is_empty() {
-                if self.others.insert((*key).clone()) {
-                    tracing::info!("Ingress {key}: another controller set its address; leaving its status alone");
+            if !now.is_empty() && !self.written.contains(key) {
+                if self.others.insert(key.clone()) {
+                    tracing::info!(
+                        "{kind} {}: another controller set its address; leaving its status alone",
+                        show(key)
+                    );
                 }
                 continue;
             }
-            if self.others.contains(*key) && !self.written.contains(*key) {
+            if self.others.contains(key) && !self.written.contains(key) {
                 continue;
             }
             match self.apply(key, json!({"ingress": ours})).await {
                 Ok(()) => {
-                    tracing::debug!("Ingress {key}: status.loadBalancer.ingress = [{{ip: {ADDRESS}}}]");
-                    self.written.insert((*key).clone());
+                    tracing::debug!("{kind} {}: status.loadBalancer.ingress = {ours}", show(key));
+                    self.written.insert(key.clone());
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
-                    if self.others.insert((*key).clone()) {
-                        tracing::info!("Ingress {key}: another controller manages its status; leaving it alone");
+                    if self.others.insert(key.clone()) {
+                        tracing::info!("{kind} {}: another controller manages its status; leaving it alone", show(key));
                     }
                 }
-                Err(e) => self.failed(format!("cannot write the status of Ingress {key}: {}", describe_error(&e))),
+                Err(e) => {
+                    self.failed(format!("cannot write the status of {kind} {}: {}", show(key), describe_error(&e)))
+                }
             }
         }
-        let gone: Vec<IngressKey> = self.written.iter().filter(|k| !served.contains(k)).cloned().collect();
+        let gone: Vec<ObjectKey> = self.written.iter().filter(|k| !desired.contains_key(*k)).cloned().collect();
         for key in gone {
-            if !by_key.contains_key(&key) {
+            if !current.contains_key(&key) {
                 self.written.remove(&key);
                 continue;
             }
@@ -119,25 +126,47 @@ impl StatusWriter {
                 Ok(()) => {
                     self.written.remove(&key);
                 }
-                Err(e) => self.failed(format!("cannot clear the status of Ingress {key}: {}", describe_error(&e))),
+                Err(e) => {
+                    self.failed(format!("cannot clear the status of {kind} {}: {}", show(&key), describe_error(&e)))
+                }
             }
         }
-        self.others.retain(|k| served.contains(k));
+        self.others.retain(|k| desired.contains_key(k));
     }
 
-    /// Removes devingress's address from every Ingress it wrote it to.
+    /// Removes devingress's entry from every object it wrote it to.
     pub async fn clear_all(&mut self) {
-        let keys: Vec<IngressKey> = self.written.drain().collect();
+        let kind = kind_name::<K>();
+        let keys: Vec<ObjectKey> = self.written.drain().collect();
         let mut cleared = 0;
         for key in &keys {
             match self.apply(key, json!({})).await {
                 Ok(()) => cleared += 1,
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => tracing::warn!("cannot clear the status of Ingress {key}: {}", describe_error(&e)),
+                Err(e) => tracing::warn!("cannot clear the status of {kind} {}: {}", show(key), describe_error(&e)),
             }
         }
         if cleared > 0 {
-            tracing::info!("removed devingress's address from the status of {cleared} Ingress(es)");
+            tracing::info!("removed devingress's address from the status of {cleared} {kind}(s)");
         }
     }
+}
+
+/// `status.loadBalancer.ingress` of every object, as JSON, by key.
+pub fn current_entries<'a, K, S>(
+    objects: impl IntoIterator<Item = &'a K>,
+    entries: impl Fn(&K) -> Option<&Vec<S>>,
+) -> BTreeMap<ObjectKey, Vec<Value>>
+where
+    K: Resource + 'a,
+    S: serde::Serialize,
+{
+    objects
+        .into_iter()
+        .map(|o| {
+            let key = (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default());
+            let list = entries(o).map(|l| l.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect());
+            (key, list.unwrap_or_default())
+        })
+        .collect()
 }

@@ -10,9 +10,13 @@ use anyhow::Context;
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::UpArgs;
-use crate::cluster::{ClusterWatch, SecretWatch, StatusWriter, ensure_class};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::cluster::{ADDRESS, ClusterWatch, SecretWatch, StatusWriter, current_entries, ensure_class};
 use crate::control::server::{ControlServer, Handles};
 use crate::control::{Action, ControlError};
+use crate::lb::{LbReport, LoadBalancers};
 use crate::listen::{self, PortChoice};
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -96,8 +100,9 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
     let (stop_status, stop_rx) = oneshot::channel();
-    let status =
-        tokio::spawn(write_status(StatusWriter::new(client.clone()), watch.clone(), table_rx.clone(), stop_rx));
+    let (lb_tx, lb_rx) = watch::channel(Arc::new(LbReport::default()));
+    let lb_report = (!args.no_load_balancers).then(|| lb_rx.clone());
+    let status = tokio::spawn(write_status(client.clone(), watch.clone(), table_rx.clone(), lb_report, stop_rx));
 
     // DNS for served hosts; a port the user chose must work, the default may not.
     let dns = if args.no_dns {
@@ -166,6 +171,21 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         )));
     }
     let addr = listener.local_addr()?;
+    // LoadBalancer Services, on every port but devingress's own.
+    if !args.no_load_balancers {
+        let mut reserved = vec![(addr.port(), "devingress's own HTTP port".to_string())];
+        reserved.extend(https_port.map(|p| (p, "devingress's own HTTPS port".to_string())));
+        reserved.extend(dns_port.map(|p| (p, "devingress's own DNS port".to_string())));
+        let lbs = LoadBalancers {
+            listen: args.listen,
+            reserved,
+            table: table_rx.clone(),
+            upstream: upstream.clone(),
+            stats: hub.lb_stats(),
+        };
+        hub.set_lb_report(lb_rx);
+        servers.push(tokio::spawn(lbs.run(lb_tx, stop.clone())));
+    }
     hub.set_listeners(listeners);
     tracing::info!("serving HTTP on http://{addr}");
     tracing::info!("status page: http://{}:{}/", crate::status::STATUS_HOST, addr.port());
@@ -193,7 +213,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     }
     let _ = stop_status.send(());
     if tokio::time::timeout(STATUS_CLEANUP, status).await.is_err() {
-        tracing::warn!("could not remove devingress's address from Ingress statuses within {STATUS_CLEANUP:?}");
+        tracing::warn!("could not remove devingress's address from statuses within {STATUS_CLEANUP:?}");
     }
     tracing::info!("stopped");
     Ok(exit)
@@ -409,30 +429,59 @@ async fn ensure_class_once_synced(
     ensure_class(client, &watch.snapshot().ingress_classes, make_default).await;
 }
 
-/// Keeps the status of served Ingresses pointing at devingress, and clears
-/// it when `stop` fires.
+/// Keeps the status of served Ingresses and LoadBalancer Services pointing
+/// at devingress, and clears it when `stop` fires.
 async fn write_status(
-    mut writer: StatusWriter,
+    client: kube::Client,
     watch: Arc<ClusterWatch>,
     mut table: watch::Receiver<Arc<RouteTable>>,
+    mut lb_report: Option<watch::Receiver<Arc<LbReport>>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let mut ingresses: StatusWriter<Ingress> = StatusWriter::new(client.clone());
+    let mut services: StatusWriter<Service> = StatusWriter::new(client);
     loop {
         let served = {
             let t = table.borrow_and_update();
             t.synced.then(|| t.served.clone())
         };
         if let Some(served) = served {
-            writer.sync(&watch.snapshot().ingresses, &served).await;
+            let snapshot = watch.snapshot();
+            let current = current_entries(snapshot.ingresses.iter().map(|i| &**i), |i| {
+                i.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()
+            });
+            let ours = serde_json::json!([{"ip": ADDRESS}]);
+            let desired = served.iter().map(|k| ((k.namespace.clone(), k.name.clone()), ours.clone())).collect();
+            ingresses.sync(&current, &desired).await;
+            if let Some(report) = &mut lb_report {
+                let report = report.borrow_and_update().clone();
+                let current = current_entries(snapshot.services.iter().map(|s| &**s), |s| {
+                    s.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()
+                });
+                let desired = report
+                    .services
+                    .iter()
+                    .map(|s| ((s.service.namespace.clone(), s.service.name.clone()), s.status_entries()))
+                    .collect();
+                services.sync(&current, &desired).await;
+            }
         }
-        let retry = writer.needs_retry();
+        let retry = ingresses.needs_retry() || services.needs_retry();
+        let lb_changed = async {
+            match &mut lb_report {
+                Some(r) => r.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = table.changed() => if changed.is_err() { break },
+            ok = lb_changed => if !ok { lb_report = None },
             () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
             _ = &mut stop => break,
         }
     }
-    writer.clear_all().await;
+    ingresses.clear_all().await;
+    services.clear_all().await;
 }
 
 /// Tells the pool which pod ports the table routes to, after every change:

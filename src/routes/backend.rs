@@ -242,7 +242,9 @@ pub fn resolve_target<'a>(
             continue;
         };
         for ep in &slice.endpoints {
-            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+            // Ready unset means ready; a terminating pod takes nothing new.
+            let conditions = ep.conditions.as_ref();
+            if conditions.and_then(|c| c.ready) == Some(false) || conditions.and_then(|c| c.terminating) == Some(true) {
                 not_ready += 1;
                 continue;
             }

@@ -12,6 +12,7 @@
 mod backend;
 mod class;
 mod host;
+mod lb;
 mod path;
 mod render;
 #[cfg(test)]
@@ -38,8 +39,9 @@ pub fn table_for_hosts(hosts: &[&str]) -> RouteTable {
 pub use backend::{Backend, PodEndpoint, PortRef, Protocol, Target};
 pub use class::{CLASS_ANNOTATION, CLASS_NAME, CONTROLLER, ClassPolicy, DEFAULT_CLASS_ANNOTATION, class_of};
 pub use host::{HostError, HostPattern, normalize_request_host};
+pub use lb::{LB_CLASS, LbPort, LbPortState, LoadBalancer, ServiceKey, serves_class};
 pub use path::{PathError, PathKind, PathRule};
-pub use render::render;
+pub use render::{columns, render};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -193,6 +195,8 @@ pub struct RouteTable {
     pub ingress_count: usize,
     /// Whether the snapshot was complete (see [`Snapshot::synced`]).
     pub synced: bool,
+    /// The `type: LoadBalancer` Services served on loopback, oldest first.
+    pub load_balancers: Vec<LoadBalancer>,
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
     any: Option<usize>,
@@ -323,6 +327,9 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     });
 
     let mut table = RouteTable { synced: snapshot.synced, ..RouteTable::default() };
+    let (load_balancers, lb_warnings) = lb::load_balancers(&snapshot.services, &slices_by_ns);
+    table.load_balancers = load_balancers;
+    table.warnings.extend(lb_warnings);
     let mut contributions = Vec::new();
     for ing in ingresses {
         if let Err(why) = policy.admits(ing, snapshot.ingress_classes.iter().map(|c| &**c)) {

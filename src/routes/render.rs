@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Backend, RouteTable};
+use super::{Backend, LbPortState, RouteTable};
 
 /// Renders the table: one row per path or default backend, then the skipped
 /// Ingresses and warnings.
@@ -45,20 +45,30 @@ pub fn render(table: &RouteTable) -> String {
             d.ingress.to_string(),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
     let mut out = String::new();
     if rows.len() == 1 {
         out.push_str("No routes: no Ingress is served.\n");
     } else {
-        for r in &rows {
-            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        out.push_str(&columns(&rows));
+    }
+    if !table.load_balancers.is_empty() {
+        let mut lb_rows = vec![["LOADBALANCER", "PORT", "READY", "SERVED"].map(String::from)];
+        for lb in &table.load_balancers {
+            for p in &lb.ports {
+                let served = match &p.state {
+                    LbPortState::Serve => format!("on the listen address, port {}", p.port),
+                    LbPortState::UnsupportedProtocol => {
+                        format!("no: {} cannot go through a pod port-forward", p.protocol)
+                    }
+                    LbPortState::Conflict(holder) => {
+                        format!("no: port {} is served for {holder}, which is older", p.port)
+                    }
+                };
+                lb_rows.push([lb.service.to_string(), format!("{}/{}", p.port, p.protocol), ready(&p.backend), served]);
+            }
         }
+        out.push('\n');
+        out.push_str(&columns(&lb_rows));
     }
     if !table.skipped.is_empty() {
         let _ = writeln!(out, "\nSkipped Ingresses:");
@@ -77,6 +87,22 @@ pub fn render(table: &RouteTable) -> String {
         for w in &table.warnings {
             let _ = writeln!(out, "  {w}");
         }
+    }
+    out
+}
+
+/// Rows as left-aligned columns two spaces apart, without trailing blanks.
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
 }

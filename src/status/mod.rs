@@ -19,9 +19,10 @@ use tokio::sync::watch;
 
 use crate::cluster::Health;
 use crate::kubeclient::ClusterInfo;
+use crate::lb::{LbReport, LbStats, PortStats};
 use crate::routes::RouteTable;
 use crate::tls::LocalCa;
-use model::{ClusterStatus, DnsStatus, Facts, Listeners, TlsStatus};
+use model::{ClusterStatus, DnsStatus, Facts, LbPortStatus, Listeners, LoadBalancerStatus, TlsStatus};
 
 /// How long a trust-store check is reused.
 const TRUST_CHECK_TTL: Duration = Duration::from_secs(10);
@@ -43,6 +44,8 @@ pub struct StatusHub {
     dns: Mutex<DnsStatus>,
     ca: Mutex<Option<(Arc<LocalCa>, PathBuf)>>,
     trusted: Mutex<Option<(Instant, bool)>>,
+    lb_stats: Arc<LbStats>,
+    lb_report: Mutex<Option<watch::Receiver<Arc<LbReport>>>>,
 }
 
 impl StatusHub {
@@ -59,7 +62,53 @@ impl StatusHub {
             dns: Mutex::new(DnsStatus::default()),
             ca: Mutex::new(None),
             trusted: Mutex::new(None),
+            lb_stats: Arc::new(LbStats::default()),
+            lb_report: Mutex::new(None),
         }
+    }
+
+    /// The load balancer's counters, which its connections update.
+    pub fn lb_stats(&self) -> Arc<LbStats> {
+        self.lb_stats.clone()
+    }
+
+    /// Follows what the load balancer serves.
+    pub fn set_lb_report(&self, report: watch::Receiver<Arc<LbReport>>) {
+        *self.lb_report.lock().expect("status lock") = Some(report);
+    }
+
+    /// The served LoadBalancer Services with their counters.
+    fn load_balancers(&self) -> Vec<LoadBalancerStatus> {
+        let Some(report) = self.lb_report.lock().expect("status lock").as_ref().map(|r| r.borrow().clone()) else {
+            return Vec::new();
+        };
+        report
+            .services
+            .iter()
+            .map(|s| LoadBalancerStatus {
+                service: s.service.to_string(),
+                address: s.address.clone(),
+                ready: s.ready,
+                total: s.total,
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let c = self.lb_stats.port(&s.service, p.port);
+                        LbPortStatus {
+                            port: p.port,
+                            protocol: p.protocol.clone(),
+                            error: p.error.as_ref().map(|e| e.message.clone()),
+                            open: PortStats::get(&c.open),
+                            connections: PortStats::get(&c.total),
+                            bytes_in: PortStats::get(&c.bytes_in),
+                            bytes_out: PortStats::get(&c.bytes_out),
+                            errors: PortStats::get(&c.errors),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Records where devingress listens.
@@ -128,6 +177,7 @@ impl StatusHub {
             listeners: self.listeners.lock().expect("status lock").clone(),
             tls: self.tls(),
             dns: self.dns.lock().expect("status lock").clone(),
+            load_balancers: self.load_balancers(),
             paused: self.paused(),
         };
         model::build(&table, &self.stats, facts)

@@ -134,6 +134,42 @@ pub struct RequestStatus {
     pub recent_errors: Vec<ErrorEvent>,
 }
 
+/// One port of a served LoadBalancer Service, with its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbPortStatus {
+    /// The port number, on the listen address.
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Why it is not served, with the fix; `None` while it is served.
+    pub error: Option<String>,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections accepted in all.
+    pub connections: u64,
+    /// Bytes from clients to pods.
+    pub bytes_in: u64,
+    /// Bytes from pods to clients.
+    pub bytes_out: u64,
+    /// Connections that found no pod or broke.
+    pub errors: u64,
+}
+
+/// A served `type: LoadBalancer` Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerStatus {
+    /// `namespace/name`.
+    pub service: String,
+    /// The address its ports listen on.
+    pub address: String,
+    /// Its ports.
+    pub ports: Vec<LbPortStatus>,
+    /// Ready pods behind it.
+    pub ready: usize,
+    /// All its pods.
+    pub total: usize,
+}
+
 /// The whole model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -161,6 +197,9 @@ pub struct Status {
     pub skipped: Vec<String>,
     /// Request counts.
     pub requests: RequestStatus,
+    /// Served LoadBalancer Services.
+    #[serde(default)]
+    pub load_balancers: Vec<LoadBalancerStatus>,
     /// Whether serving is paused.
     pub paused: bool,
 }
@@ -180,6 +219,8 @@ pub struct Facts {
     pub tls: TlsStatus,
     /// DNS.
     pub dns: DnsStatus,
+    /// LoadBalancer Services and their counters.
+    pub load_balancers: Vec<LoadBalancerStatus>,
     /// Whether serving is paused.
     pub paused: bool,
 }
@@ -273,6 +314,16 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
             }
         }
     }
+    for lb in &facts.load_balancers {
+        if lb.ready == 0 {
+            reasons.push(format!("{}: no ready pod", lb.service));
+        }
+        for p in &lb.ports {
+            if let (Some(e), "TCP") = (&p.error, p.protocol.as_str()) {
+                reasons.push(format!("{} port {}: {e}", lb.service, p.port));
+            }
+        }
+    }
     reasons.dedup();
     let state = if facts.paused {
         State::Paused
@@ -296,6 +347,7 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
         hosts,
         skipped: table.skipped.iter().map(|s| s.to_string()).collect(),
         requests,
+        load_balancers: facts.load_balancers,
         paused: facts.paused,
     }
 }

@@ -3,7 +3,7 @@
 //! the state refreshed from `/status.json` every two seconds.
 
 use super::model::{State, Status};
-use super::text::uptime;
+use super::text::{bytes, uptime};
 
 /// Escapes text for HTML.
 fn esc(text: &str) -> String {
@@ -110,6 +110,43 @@ pub fn html(s: &Status) -> String {
                     ));
                 }
                 o.push_str(&format!("<td>{}</td></tr>", esc(&r.ingress)));
+            }
+        }
+        o.push_str("</tbody></table>");
+    }
+    if !s.load_balancers.is_empty() {
+        o.push_str(&format!("<h2>Load balancers ({})</h2>", s.load_balancers.len()));
+        o.push_str(
+            "<table id=\"load-balancers\"><thead><tr><th>Service</th><th>Address</th><th>Pods ready</th>\
+             <th>Open</th><th>Connections</th><th>Bytes in / out</th><th>Errors</th></tr></thead><tbody>",
+        );
+        for lb in &s.load_balancers {
+            for p in &lb.ports {
+                let pods = if lb.ready == 0 {
+                    format!("<span class=\"bad\">{}/{}</span>", lb.ready, lb.total)
+                } else {
+                    format!("<span class=\"ok\">{}/{}</span>", lb.ready, lb.total)
+                };
+                match &p.error {
+                    None => o.push_str(&format!(
+                        "<tr><td>{}</td><td><code>{}:{}</code></td><td>{pods}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+                        esc(&lb.service),
+                        esc(&lb.address),
+                        p.port,
+                        p.open,
+                        p.connections,
+                        bytes(p.bytes_in),
+                        bytes(p.bytes_out),
+                        p.errors
+                    )),
+                    Some(e) => o.push_str(&format!(
+                        "<tr><td>{}</td><td><code>{}/{}</code></td><td colspan=\"5\"><span class=\"bad\">not served</span>: {}</td></tr>",
+                        esc(&lb.service),
+                        p.port,
+                        esc(&p.protocol),
+                        esc(e)
+                    )),
+                }
             }
         }
         o.push_str("</tbody></table>");

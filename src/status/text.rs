@@ -1,6 +1,19 @@
 //! `devingress status` as text: a summary and a table of hosts.
 
 use super::model::Status;
+use crate::routes::columns;
+
+/// `512 B`, `1.5 KiB`, `3.0 MiB`, `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
 
 /// `42s`, `3m 5s`, `2h 10m`.
 pub fn uptime(secs: u64) -> String {
@@ -78,11 +91,39 @@ pub fn render(s: &Status) -> String {
     if s.hosts.is_empty() {
         o.push_str("no Ingress is served yet\n");
     } else {
-        let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-        for r in &rows {
-            let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            o.push_str(line.join("  ").trim_end());
-            o.push('\n');
+        o.push_str(&columns(&rows));
+    }
+    if !s.load_balancers.is_empty() {
+        let mut rows = vec![
+            ["LOADBALANCER", "ADDRESS", "READY", "OPEN", "CONNECTIONS", "BYTES IN", "BYTES OUT", "ERRORS"]
+                .map(String::from),
+        ];
+        let mut problems = Vec::new();
+        for lb in &s.load_balancers {
+            for p in &lb.ports {
+                match &p.error {
+                    None => rows.push([
+                        lb.service.clone(),
+                        format!("{}:{}", lb.address, p.port),
+                        format!("{}/{}", lb.ready, lb.total),
+                        p.open.to_string(),
+                        p.connections.to_string(),
+                        bytes(p.bytes_in),
+                        bytes(p.bytes_out),
+                        p.errors.to_string(),
+                    ]),
+                    Some(e) => {
+                        problems.push(format!("  {} port {}/{} not served: {e}\n", lb.service, p.port, p.protocol))
+                    }
+                }
+            }
+        }
+        o.push('\n');
+        if rows.len() > 1 {
+            o.push_str(&columns(&rows));
+        }
+        for p in problems {
+            o.push_str(&p);
         }
     }
     if !s.requests.recent_errors.is_empty() {
@@ -92,4 +133,58 @@ pub fn render(s: &Status) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Stats;
+    use crate::status::model::{Facts, LbPortStatus, LoadBalancerStatus, build};
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(256 << 20), "256.0 MiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn load_balancers_get_a_table_and_ports_not_served_a_line_each() {
+        let table = crate::routes::table_for_hosts(&["alpaca.example.com"]);
+        let mut s = build(&table, &Stats::default(), Facts::default());
+        s.load_balancers = vec![LoadBalancerStatus {
+            service: "data/redis".into(),
+            address: "127.0.0.1".into(),
+            ready: 2,
+            total: 2,
+            ports: vec![
+                LbPortStatus {
+                    port: 6379,
+                    protocol: "TCP".into(),
+                    open: 1,
+                    connections: 7,
+                    bytes_in: 2048,
+                    bytes_out: 100,
+                    ..Default::default()
+                },
+                LbPortStatus {
+                    port: 53,
+                    protocol: "UDP".into(),
+                    error: Some("UDP cannot go".into()),
+                    ..Default::default()
+                },
+            ],
+        }];
+        let text = render(&s);
+        assert!(
+            text.contains("LOADBALANCER  ADDRESS         READY  OPEN  CONNECTIONS  BYTES IN  BYTES OUT  ERRORS\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("data/redis    127.0.0.1:6379  2/2    1     7            2.0 KiB   100 B      0\n"),
+            "{text}"
+        );
+        assert!(text.contains("  data/redis port 53/UDP not served: UDP cannot go\n"), "{text}");
+    }
 }

@@ -100,6 +100,15 @@ pub fn menu(status: Option<&Status>) -> Vec<Entry> {
     if !any {
         m.push(info("No Ingress served yet"));
     }
+    // LoadBalancer Services: what to connect to (nothing to open in a browser).
+    for lb in &s.load_balancers {
+        for p in &lb.ports {
+            m.push(info(match &p.error {
+                None => format!("{} · {}:{} · {}/{} pods", lb.service, lb.address, p.port, lb.ready, lb.total),
+                Some(_) => format!("{} · port {}/{} not served", lb.service, p.port, p.protocol),
+            }));
+        }
+    }
     m.push(Entry::Separator);
     if let Some(port) = s.listeners.http.as_deref().and_then(|a| a.rsplit(':').next()) {
         let url = if port == "80" { format!("http://{STATUS_HOST}/") } else { format!("http://{STATUS_HOST}:{port}/") };
@@ -199,6 +208,28 @@ mod tests {
         assert!(m.contains(&item("Resume", MenuAction::Resume)));
         assert_eq!(icon_state(Some(&s)), State::Degraded);
         assert!(tooltip(Some(&s)).starts_with("devingress: paused (kind-dev), 2 host(s)"));
+    }
+
+    #[test]
+    fn load_balancers_are_listed_with_their_address_or_why_not() {
+        use crate::status::model::{LbPortStatus, LoadBalancerStatus};
+        let mut s = status(true, false);
+        s.load_balancers = vec![LoadBalancerStatus {
+            service: "data/redis".into(),
+            address: "127.0.0.1".into(),
+            ready: 2,
+            total: 3,
+            ports: vec![
+                LbPortStatus { port: 6379, protocol: "TCP".into(), ..Default::default() },
+                LbPortStatus { port: 53, protocol: "UDP".into(), error: Some("UDP …".into()), ..Default::default() },
+            ],
+        }];
+        let l = labels(&menu(Some(&s)));
+        let i = l.iter().position(|e| e == "(*.apps.test (wildcard))").unwrap();
+        assert_eq!(
+            l[i + 1..i + 3],
+            ["(data/redis · 127.0.0.1:6379 · 2/3 pods)", "(data/redis · port 53/UDP not served)"]
+        );
     }
 
     #[test]

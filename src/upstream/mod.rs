@@ -5,7 +5,7 @@ mod pool;
 mod portforward;
 
 pub use pool::{Key, Pool};
-pub use portforward::{PortForwardError, PortForwarder};
+pub use portforward::{PortForwardError, PortForwardStream, PortForwarder};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +160,34 @@ impl Upstream {
         tracing::debug!(failed = %err, retry = %retry, "retrying once");
         let empty = http_body_util::Empty::<Bytes>::new().map_err(|n| match n {}).boxed();
         self.send_once(protocol, &retry, head, empty).await.map(|response| Answer { response, endpoint: retry })
+    }
+
+    /// Opens a byte stream to a ready pod of `backend` for one raw TCP
+    /// connection: `first`, else, when its port-forward cannot be opened,
+    /// each other ready pod in turn. Fails only when none could be opened.
+    pub async fn open_stream(
+        &self,
+        backend: &Backend,
+        first: PodEndpoint,
+    ) -> Result<(PodEndpoint, PortForwardStream), UpstreamError> {
+        let others: Vec<PodEndpoint> = match &backend.target {
+            crate::routes::Target::Pods { ready, .. } => ready.iter().filter(|e| **e != first).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let mut last = None;
+        for ep in std::iter::once(first).chain(others) {
+            match self.pool.open_stream(&ep).await {
+                Ok(stream) => return Ok((ep, stream)),
+                Err(e) => {
+                    tracing::debug!(endpoint = %ep, "cannot open a port-forward, trying another pod: {e}");
+                    last = Some(UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(&e) });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| UpstreamError::Connect {
+            endpoint: format!("{}/{}", backend.namespace, backend.service),
+            reason: "no ready pod".into(),
+        }))
     }
 
     async fn send_once(

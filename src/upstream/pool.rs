@@ -16,7 +16,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 
-use super::portforward::{PortForwardError, PortForwarder};
+use super::portforward::{PortForwardError, PortForwardStream, PortForwarder};
 use super::{PoolSettings, UpstreamBody};
 use crate::routes::{PodEndpoint, Protocol};
 
@@ -226,6 +226,13 @@ impl Pool {
                 }
             });
         }
+    }
+
+    /// Opens a port-forward to `ep` as a plain byte stream (for raw TCP),
+    /// under the same cap on concurrent upgrades as pooled connections.
+    pub async fn open_stream(&self, ep: &PodEndpoint) -> Result<PortForwardStream, PortForwardError> {
+        let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
+        Ok(self.opener.open(ep).await?.into_inner())
     }
 
     /// Opens a port-forward and runs the HTTP handshake over it.

@@ -7,6 +7,7 @@ mod dns;
 mod https;
 mod installers;
 mod kubeconfig;
+mod loadbalancer;
 mod real_cluster;
 mod replay;
 mod resolver;

@@ -8,13 +8,14 @@ use tempfile::TempDir;
 
 use super::apiserver::FakeApiServer;
 use super::apiserver::resources::{ENDPOINT_SLICES, INGRESSES, PODS, SERVICES};
-use super::pods::PodServer;
+use super::pods::{PodServer, TcpPodServer};
 
 pub struct TestCluster {
     pub api: FakeApiServer,
     pub dir: TempDir,
     pub kubeconfig: PathBuf,
     pub pods: Vec<PodServer>,
+    pub tcp_pods: Vec<TcpPodServer>,
 }
 
 impl TestCluster {
@@ -22,7 +23,7 @@ impl TestCluster {
         let api = FakeApiServer::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = api.write_kubeconfig(dir.path());
-        TestCluster { api, dir, kubeconfig, pods: Vec::new() }
+        TestCluster { api, dir, kubeconfig, pods: Vec::new(), tcp_pods: Vec::new() }
     }
 
     /// A Service `name` in `ns` with one port `(port name, port, targetPort)`.
@@ -67,6 +68,20 @@ impl TestCluster {
 
     /// Writes the Service's EndpointSlice with `(pod, ready)` endpoints.
     pub fn endpoints(&self, ns: &str, svc: &str, port_name: &str, container_port: u16, eps: &[(&str, bool)]) {
+        self.endpoint_slice(ns, svc, &format!("{svc}-abcde"), port_name, container_port, eps);
+    }
+
+    /// Writes one EndpointSlice `slice` of the Service (a named targetPort
+    /// that differs from pod to pod takes one slice per port number).
+    pub fn endpoint_slice(
+        &self,
+        ns: &str,
+        svc: &str,
+        slice: &str,
+        port_name: &str,
+        container_port: u16,
+        eps: &[(&str, bool)],
+    ) {
         let endpoints: Vec<Value> = eps
             .iter()
             .enumerate()
@@ -81,11 +96,36 @@ impl TestCluster {
         port["name"] = json!(port_name);
         self.api.apply(
             ENDPOINT_SLICES,
-            json!({"metadata": {"name": format!("{svc}-abcde"), "namespace": ns,
+            json!({"metadata": {"name": slice, "namespace": ns,
                                 "labels": {"kubernetes.io/service-name": svc,
                                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
                    "addressType": "IPv4", "endpoints": endpoints, "ports": [port]}),
         );
+    }
+
+    /// A `type: LoadBalancer` Service `name` in `ns` with `ports` (Service
+    /// port objects), created at `created` (RFC 3339) so that tests can
+    /// order Services by age.
+    pub fn lb_service(&self, ns: &str, name: &str, created: &str, ports: Value) {
+        self.api.apply(
+            SERVICES,
+            json!({"metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+                   "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": ports}}),
+        );
+    }
+
+    /// Starts a raw TCP pod server `name` for Service `svc` on
+    /// `container_port` and creates its Pod object (not its endpoints).
+    pub async fn tcp_pod(&mut self, ns: &str, svc: &str, name: &str, container_port: u16) {
+        let server = TcpPodServer::start(name).await;
+        self.api.set_backend(ns, name, container_port, server.addr);
+        self.api.apply(
+            PODS,
+            json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": svc}},
+                   "spec": {"containers": [{"name": "app", "image": "fake",
+                            "ports": [{"name": "tcp", "containerPort": container_port}]}]}}),
+        );
+        self.tcp_pods.push(server);
     }
 
     /// Creates or updates an Ingress from its spec.

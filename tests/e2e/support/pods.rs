@@ -217,3 +217,51 @@ fn grpc_echo(pod: &str, req: Request<Incoming>) -> Response<PodBody> {
         .body(BodyExt::boxed(StreamBody::new(frames)))
         .expect("response")
 }
+
+/// A raw TCP server that plays a pod behind a LoadBalancer Service: it
+/// greets each connection with `pod NAME\n`, then echoes every byte back.
+/// Dropping it is the pod going away: its connections end too.
+pub struct TcpPodServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+    gone: tokio::sync::watch::Sender<bool>,
+}
+
+impl TcpPodServer {
+    /// Starts one on an ephemeral loopback port.
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let greeting = format!("pod {name}\n");
+        let (gone, gone_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else { continue };
+                let greeting = greeting.clone();
+                let mut gone = gone_rx.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let echo = async {
+                        tcp.write_all(greeting.as_bytes()).await?;
+                        let (mut r, mut w) = tcp.split();
+                        tokio::io::copy(&mut r, &mut w).await?;
+                        w.shutdown().await
+                    };
+                    tokio::select! {
+                        _ = echo => {}
+                        _ = gone.wait_for(|g| *g) => {}
+                    }
+                });
+            }
+        });
+        TcpPodServer { name: name.to_string(), addr, task, gone }
+    }
+}
+
+impl Drop for TcpPodServer {
+    fn drop(&mut self) {
+        let _ = self.gone.send(true);
+        self.task.abort();
+    }
+}

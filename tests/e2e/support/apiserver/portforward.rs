@@ -177,32 +177,47 @@ async fn serve_stream<S>(
     };
     let _ = tcp.set_nodelay(true);
     let (mut rd, mut wr) = tcp.into_split();
+    // Both directions at once, as the kubelet copies them: a pod that
+    // echoes while the client still sends must never wait on the other way.
+    let (mut sink, mut stream) = ws.split();
     let mut buf = vec![0u8; 32 * 1024];
-    loop {
+    let send_close = {
+        let client_to_pod = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Binary(data))) if data.len() > 1 && data[0] == 0 => {
+                        if wr.write_all(&data[1..]).await.is_err() {
+                            return true;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        let _ = wr.shutdown().await;
+                        return false;
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        let pod_to_client = async {
+            loop {
+                match rd.read(&mut buf[1..]).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => {
+                        buf[0] = 0;
+                        if sink.send(Message::binary(buf[..=n].to_vec())).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        };
         tokio::select! {
-            () = &mut gone => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(data))) if data.len() > 1 && data[0] == 0 => {
-                    if wr.write_all(&data[1..]).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-                Some(Ok(_)) => {}
-            },
-            n = rd.read(&mut buf[1..]) => match n {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf[0] = 0;
-                    if ws.send(Message::binary(buf[..=n].to_vec())).await.is_err() {
-                        return;
-                    }
-                }
-            },
+            () = &mut gone => true,
+            close = client_to_pod => close,
+            close = pod_to_client => close,
         }
+    };
+    if send_close {
+        let _ = sink.send(close).await;
     }
-    let _ = ws.send(close).await;
 }
