@@ -238,3 +238,53 @@ fn bind_error(addr: SocketAddr, e: &std::io::Error) -> PortError {
         _ => PortError::retried(reasons::PORT_IN_USE, format!("cannot listen on {addr}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_failures_get_the_reason_the_api_validates_and_the_fix() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let denied = bind_error(addr, &std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(denied.reason, "devingress.dev/PrivilegedPort");
+        assert!(denied.message.contains("run `devingress setup` once") && denied.retried, "{denied:?}");
+        let taken = bind_error(addr, &std::io::Error::from(std::io::ErrorKind::AddrInUse));
+        assert_eq!(taken.reason, "devingress.dev/PortInUse");
+        assert!(taken.message.contains("127.0.0.1:80 is in use by another program"), "{taken:?}");
+        // Every reason is a domain-qualified CamelCase word, as the API requires.
+        for r in [reasons::PORT_IN_USE, reasons::PRIVILEGED_PORT, reasons::UNSUPPORTED_PROTOCOL] {
+            let (domain, word) = r.split_once('/').unwrap();
+            assert_eq!(domain, "devingress.dev");
+            assert!(
+                word.chars().next().unwrap().is_ascii_uppercase() && word.chars().all(|c| c.is_ascii_alphanumeric())
+            );
+        }
+    }
+
+    #[test]
+    fn the_status_entry_names_every_port_and_only_failures_carry_an_error() {
+        let report = ServiceReport {
+            service: ServiceKey { namespace: "data".into(), name: "redis".into() },
+            address: "0.0.0.0".into(),
+            ports: vec![
+                PortReport { port: 6379, protocol: "TCP".into(), name: None, error: None },
+                PortReport {
+                    port: 53,
+                    protocol: "UDP".into(),
+                    name: Some("dns".into()),
+                    error: Some(PortError::fixed(reasons::UNSUPPORTED_PROTOCOL, "UDP".into())),
+                },
+            ],
+            ready: 1,
+            total: 1,
+        };
+        // An unspecified listen address is still reached on loopback.
+        assert_eq!(
+            report.status_entries(),
+            serde_json::json!([{"ip": "127.0.0.1", "ipMode": "Proxy", "ports": [
+                {"port": 6379, "protocol": "TCP"},
+                {"port": 53, "protocol": "UDP", "error": "devingress.dev/UnsupportedProtocol"}]}])
+        );
+    }
+}
