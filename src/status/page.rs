@@ -238,4 +238,41 @@ mod tests {
         assert!(!page.contains("http://") || !page.contains("src=\"http"), "no external assets");
         assert!(page.contains("data-hosts=\"alpaca.example.com *.apps.test\""));
     }
+
+    #[test]
+    fn load_balancers_show_their_address_counters_and_why_a_port_is_not_served() {
+        use crate::status::model::{LbPortStatus, LoadBalancerStatus};
+        let table = crate::routes::table_for_hosts(&["alpaca.example.com"]);
+        let facts = Facts {
+            load_balancers: vec![LoadBalancerStatus {
+                service: "data/redis".into(),
+                address: "127.0.0.1".into(),
+                ready: 0,
+                total: 1,
+                ports: vec![
+                    LbPortStatus {
+                        port: 6379,
+                        protocol: "TCP".into(),
+                        connections: 3,
+                        bytes_in: 2048,
+                        ..Default::default()
+                    },
+                    LbPortStatus {
+                        port: 80,
+                        protocol: "TCP".into(),
+                        error: Some("port 80 is devingress's own <HTTP> port".into()),
+                        ..Default::default()
+                    },
+                ],
+            }],
+            ..Facts::default()
+        };
+        let page = html(&build(&table, &Stats::default(), facts));
+        assert!(page.contains("<h2>Load balancers (1)</h2>"), "{page}");
+        assert!(page.contains(
+            "<tr><td>data/redis</td><td><code>127.0.0.1:6379</code></td><td><span class=\"bad\">0/1</span></td>\
+             <td>0</td><td>3</td><td>2.0 KiB / 0 B</td><td>0</td></tr>"
+        ));
+        assert!(page.contains("not served</span>: port 80 is devingress&#39;s own &lt;HTTP&gt; port"), "{page}");
+    }
 }

@@ -386,6 +386,10 @@ async fn udp_ports_other_classes_deletion_type_change_and_added_ports() {
     );
     c.endpoint_slice("default", "dns", "dns-tcp2", "tcp2", 53, &[("dns-0", true)]);
     assert!(eventually(SETTLE, || async { exchange(added).await.is_ok() }).await, "{}", d.log());
+    // A port taken out of the Service closes within 2 s; the others stay.
+    c.lb_service("default", "dns", "2026-01-01T00:00:00Z", json!([{"name": "tcp", "port": tcp, "targetPort": 53}]));
+    assert!(eventually(Duration::from_secs(2), || async { closed(added).await }).await);
+    assert_eq!(exchange(tcp).await.unwrap(), "dns-0");
 
     // Switched to ClusterIP: its ports close within 2 s and devingress's status goes.
     c.api.apply(
