@@ -511,3 +511,57 @@ async fn no_load_balancers_turns_the_feature_off() {
     assert!(closed(port).await);
     assert_eq!(lb_ingress(&c, "default", "off"), Value::Null);
 }
+
+/// Runs `redis-cli -p PORT args…` and returns what it printed.
+async fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
+}
+
+/// A real Redis as the pod, and the real redis-cli through the Service's
+/// port on loopback, as a user would reach a Redis installed by Helm.
+#[tokio::test]
+async fn redis_cli_reaches_a_real_redis_behind_a_load_balancer_service() {
+    use crate::support::devingress::require;
+    require("redis-server", "redis-server", "it runs a real Redis as the pod");
+    require("redis-cli", "redis-tools", "it talks to Redis as a user would");
+    let redis_port = free_port();
+    let _redis = tokio::process::Command::new("redis-server")
+        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(eventually(SETTLE, || async { TcpStream::connect(("127.0.0.1", redis_port)).await.is_ok() }).await);
+
+    let c = TestCluster::start().await;
+    let port = free_port();
+    c.lb_service(
+        "data",
+        "cache-redis-master",
+        "2026-01-01T00:00:00Z",
+        json!([{"name": "tcp-redis", "port": port, "targetPort": "redis"}]),
+    );
+    c.server_pod(
+        "data",
+        "cache-redis-master",
+        "cache-redis-master-0",
+        6379,
+        format!("127.0.0.1:{redis_port}").parse().unwrap(),
+    );
+    c.endpoints("data", "cache-redis-master", "tcp-redis", 6379, &[("cache-redis-master-0", true)]);
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(eventually(SETTLE, || async { redis_cli(port, &["ping"]).await == "PONG" }).await, "{}", d.log());
+    assert_eq!(redis_cli(port, &["set", "greeting", "hello from the cluster"]).await, "OK");
+    assert_eq!(redis_cli(port, &["get", "greeting"]).await, "hello from the cluster");
+    let log = d.log();
+    let line =
+        log.lines().find(|l| l.contains("data/cache-redis-master: 127.0.0.1")).unwrap_or_else(|| panic!("{log}"));
+    eprintln!("{line}");
+    assert!(line.ends_with(&format!("data/cache-redis-master: 127.0.0.1:{port} -> 1 pod")), "{line}");
+}

@@ -118,14 +118,21 @@ impl TestCluster {
     /// `container_port` and creates its Pod object (not its endpoints).
     pub async fn tcp_pod(&mut self, ns: &str, svc: &str, name: &str, container_port: u16) {
         let server = TcpPodServer::start(name).await;
-        self.api.set_backend(ns, name, container_port, server.addr);
+        self.server_pod(ns, svc, name, container_port, server.addr);
+        self.tcp_pods.push(server);
+    }
+
+    /// Creates the Pod object `name` of Service `svc`, whose
+    /// `container_port` is a server already listening at `addr` (a real
+    /// program such as redis-server).
+    pub fn server_pod(&self, ns: &str, svc: &str, name: &str, container_port: u16, addr: std::net::SocketAddr) {
+        self.api.set_backend(ns, name, container_port, addr);
         self.api.apply(
             PODS,
             json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": svc}},
                    "spec": {"containers": [{"name": "app", "image": "fake",
                             "ports": [{"name": "tcp", "containerPort": container_port}]}]}}),
         );
-        self.tcp_pods.push(server);
     }
 
     /// Creates or updates an Ingress from its spec.
