@@ -3,20 +3,22 @@
 //! server comes and goes.
 
 mod class;
+mod gateway;
 mod health;
 mod secrets;
 mod snapshot;
 mod status;
 
 pub use class::ensure_class;
+pub use gateway::{GatewayStores, INSTALL_COMMAND as GATEWAY_API_INSTALL_COMMAND};
 pub use health::Health;
 pub use secrets::SecretWatch;
-pub use snapshot::Snapshot;
+pub use snapshot::{GatewayObjects, Snapshot};
 pub use status::{ADDRESS, FIELD_MANAGER, ObjectKey, StatusWriter, current_entries};
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -40,6 +42,8 @@ pub struct ClusterWatch {
     synced: Vec<Arc<AtomicBool>>,
     changed: Arc<Notify>,
     health: Arc<Health>,
+    /// The Gateway API's caches, once its CRDs are found.
+    gateway: Arc<OnceLock<GatewayStores>>,
     _tasks: JoinSet<()>,
 }
 
@@ -71,7 +75,15 @@ impl ClusterWatch {
             .into_iter()
             .map(|(api, ns)| w.reflector(api, "endpointslices", ns))
             .collect();
-        let ingress_classes = vec![w.reflector(Api::all(client), "ingressclasses", String::new())];
+        let ingress_classes = vec![w.reflector(Api::all(client.clone()), "ingressclasses", String::new())];
+        let gateway = Arc::new(OnceLock::new());
+        w.tasks.spawn(gateway::follow(
+            client,
+            namespaces.to_vec(),
+            w.changed.clone(),
+            w.health.clone(),
+            gateway.clone(),
+        ));
         ClusterWatch {
             ingresses,
             ingress_classes,
@@ -80,6 +92,7 @@ impl ClusterWatch {
             synced: w.synced,
             changed: w.changed,
             health: w.health,
+            gateway,
             _tasks: w.tasks,
         }
     }
@@ -123,6 +136,14 @@ impl ClusterWatch {
             ingress_classes: self.ingress_classes.iter().flat_map(Store::state).collect(),
             services: self.services.iter().flat_map(Store::state).collect(),
             endpoint_slices: self.endpoint_slices.iter().flat_map(Store::state).collect(),
+            gateway: self.gateway.get().map(|g| snapshot::GatewayObjects {
+                synced: g.is_synced(),
+                classes: g.classes.state(),
+                gateways: g.gateways.iter().flat_map(Store::state).collect(),
+                http_routes: g.http_routes.iter().flat_map(Store::state).collect(),
+                grpc_routes: g.grpc_routes.iter().flat_map(Store::state).collect(),
+                reference_grants: g.grants.iter().flat_map(Store::state).collect(),
+            }),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Shared;
-use super::resources::{ApiPath, INGRESSES, ResourceType, parse_path};
+use super::resources::{ApiPath, GATEWAY_GROUP, INGRESSES, ResourceType, discovery, parse_path};
 use super::store::{Event, Store};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -106,7 +107,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
     if !authorised {
         return status_error(&shared, 401, "Unauthorized", "Unauthorized", None);
     }
-    let Some(ap) = parse_path(req.uri().path()) else {
+    let gateway_api = shared.gateway_api.load(Ordering::Relaxed);
+    let ap = parse_path(req.uri().path()).filter(|ap| gateway_api || ap.resource.group != GATEWAY_GROUP);
+    let Some(ap) = ap else {
+        // Discovery of a CRD-defined group: only once its CRDs are installed.
+        if let ["apis", group, version] = req.uri().path().trim_matches('/').split('/').collect::<Vec<_>>()[..] {
+            if let Some(doc) = discovery(group, version).filter(|_| gateway_api || group != GATEWAY_GROUP) {
+                return json_response(&shared, StatusCode::OK, &doc);
+            }
+        }
         if req.uri().path() == "/version" {
             let v = json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-fake", "gitCommit": "fake",
                            "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z", "goVersion": "go1.25",

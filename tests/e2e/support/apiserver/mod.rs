@@ -43,6 +43,8 @@ pub struct Shared {
     pub upgrade_delay: Mutex<std::time::Duration>,
     /// Upgrades in progress now, and the most there have been at once.
     pub upgrading: Mutex<(usize, usize)>,
+    /// Whether the Gateway API's CRDs are installed.
+    pub gateway_api: std::sync::atomic::AtomicBool,
     token: String,
     audit: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -100,6 +102,7 @@ impl FakeApiServer {
             active: Mutex::new(HashMap::new()),
             upgrade_delay: Mutex::new(std::time::Duration::ZERO),
             upgrading: Mutex::new((0, 0)),
+            gateway_api: std::sync::atomic::AtomicBool::new(false),
             token: "devingress-test-token".into(),
             audit: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
@@ -236,6 +239,12 @@ impl FakeApiServer {
     /// Reads an object back.
     pub fn get(&self, resource: ResourceType, namespace: &str, name: &str) -> Option<Value> {
         self.shared.store.lock().unwrap().objects.get(&Store::key(&resource, namespace, name)).cloned()
+    }
+
+    /// Installs the Gateway API's CRDs: its group appears in discovery and
+    /// its resources answer, as after `kubectl apply` of the standard channel.
+    pub fn install_gateway_api(&self) {
+        self.shared.gateway_api.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Points port-forwards to `namespace/pod:port` at a local address.

@@ -54,7 +54,67 @@ pub const SECRETS: ResourceType =
     ResourceType { plural: "secrets", group: "", version: "v1", kind: "Secret", namespaced: true };
 pub const PODS: ResourceType = ResourceType { plural: "pods", group: "", version: "v1", kind: "Pod", namespaced: true };
 
-pub const ALL: [ResourceType; 6] = [INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, SECRETS, PODS];
+/// The Gateway API's group: its resources exist only once its CRDs are
+/// installed ([`super::FakeApiServer::install_gateway_api`]).
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub const GATEWAY_CLASSES: ResourceType = ResourceType {
+    plural: "gatewayclasses",
+    group: GATEWAY_GROUP,
+    version: "v1",
+    kind: "GatewayClass",
+    namespaced: false,
+};
+pub const GATEWAYS: ResourceType =
+    ResourceType { plural: "gateways", group: GATEWAY_GROUP, version: "v1", kind: "Gateway", namespaced: true };
+pub const HTTP_ROUTES: ResourceType =
+    ResourceType { plural: "httproutes", group: GATEWAY_GROUP, version: "v1", kind: "HTTPRoute", namespaced: true };
+pub const GRPC_ROUTES: ResourceType =
+    ResourceType { plural: "grpcroutes", group: GATEWAY_GROUP, version: "v1", kind: "GRPCRoute", namespaced: true };
+pub const REFERENCE_GRANTS: ResourceType = ResourceType {
+    plural: "referencegrants",
+    group: GATEWAY_GROUP,
+    version: "v1beta1",
+    kind: "ReferenceGrant",
+    namespaced: true,
+};
+
+pub const ALL: [ResourceType; 11] = [
+    INGRESSES,
+    INGRESS_CLASSES,
+    SERVICES,
+    ENDPOINT_SLICES,
+    SECRETS,
+    PODS,
+    GATEWAY_CLASSES,
+    GATEWAYS,
+    HTTP_ROUTES,
+    GRPC_ROUTES,
+    REFERENCE_GRANTS,
+];
+
+/// The discovery document of `group/version` (`GET /apis/{group}/{version}`),
+/// as kube-apiserver serves it for a group its CRDs define: each resource
+/// and its status subresource.
+pub fn discovery(group: &str, version: &str) -> Option<serde_json::Value> {
+    let resources: Vec<serde_json::Value> = ALL
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .flat_map(|r| {
+            let singular = r.kind.to_lowercase();
+            [
+                serde_json::json!({"name": r.plural, "singularName": singular, "namespaced": r.namespaced,
+                    "kind": r.kind, "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+                    "categories": ["gateway-api"]}),
+                serde_json::json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+                    "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+            ]
+        })
+        .collect();
+    (!resources.is_empty()).then(|| {
+        serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1",
+                           "groupVersion": format!("{group}/{version}"), "resources": resources})
+    })
+}
 
 /// A request path, taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
