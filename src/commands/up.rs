@@ -13,7 +13,9 @@ use crate::cli::UpArgs;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use crate::cluster::{ADDRESS, ClusterWatch, SecretWatch, StatusWriter, current_entries, ensure_class};
+use crate::cluster::{
+    ADDRESS, ClusterWatch, GatewayClassWriter, SecretWatch, StatusWriter, current_entries, ensure_class,
+};
 use crate::control::server::{ControlServer, Handles};
 use crate::control::{Action, ControlError};
 use crate::lb::{LbReport, LoadBalancers};
@@ -99,6 +101,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     }
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
+    tokio::spawn(follow_gateway_classes(GatewayClassWriter::new(client.clone()), watch.clone(), table_rx.clone()));
     let (stop_status, stop_rx) = oneshot::channel();
     let (lb_tx, lb_rx) = watch::channel(Arc::new(LbReport::default()));
     let lb_report = (!args.no_load_balancers).then(|| lb_rx.clone());
@@ -427,6 +430,26 @@ async fn ensure_class_once_synced(
         }
     }
     ensure_class(client, &watch.snapshot().ingress_classes, make_default).await;
+}
+
+/// Once the Gateway API's objects are listed, creates the `devingress`
+/// GatewayClass if needed and keeps devingress's classes `Accepted`.
+async fn follow_gateway_classes(
+    mut writer: GatewayClassWriter,
+    watch: Arc<ClusterWatch>,
+    mut table: watch::Receiver<Arc<RouteTable>>,
+) {
+    loop {
+        let classes = watch.snapshot().gateway.filter(|g| g.synced).map(|g| g.classes);
+        if let Some(classes) = classes {
+            writer.sync(&classes).await;
+        }
+        let retry = writer.needs_retry();
+        tokio::select! {
+            changed = table.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
+        }
+    }
 }
 
 /// Keeps the status of served Ingresses and LoadBalancer Services pointing

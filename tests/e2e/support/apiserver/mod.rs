@@ -244,6 +244,24 @@ impl FakeApiServer {
     /// Installs the Gateway API's CRDs: its group appears in discovery and
     /// its resources answer, as after `kubectl apply` of the standard channel.
     pub fn install_gateway_api(&self) {
+        self.install_gateway_api_release("v1.6.1");
+    }
+
+    /// [`FakeApiServer::install_gateway_api`] with the CRDs of release
+    /// `bundle` (their `gateway.networking.k8s.io/bundle-version`).
+    pub fn install_gateway_api_release(&self, bundle: &str) {
+        use resources::{CUSTOM_RESOURCE_DEFINITIONS, GATEWAY_GROUP};
+        for r in resources::ALL.iter().filter(|r| r.group == GATEWAY_GROUP) {
+            let scope = if r.namespaced { "Namespaced" } else { "Cluster" };
+            self.apply(
+                CUSTOM_RESOURCE_DEFINITIONS,
+                serde_json::json!({"metadata": {"name": format!("{}.{GATEWAY_GROUP}", r.plural),
+                    "annotations": {"gateway.networking.k8s.io/bundle-version": bundle,
+                                    "gateway.networking.k8s.io/channel": "standard"}},
+                    "spec": {"group": GATEWAY_GROUP, "scope": scope,
+                             "names": {"kind": r.kind, "plural": r.plural, "listKind": format!("{}List", r.kind)}}}),
+            );
+        }
         self.shared.gateway_api.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 

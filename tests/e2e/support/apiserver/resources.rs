@@ -78,7 +78,15 @@ pub const REFERENCE_GRANTS: ResourceType = ResourceType {
     namespaced: true,
 };
 
-pub const ALL: [ResourceType; 11] = [
+pub const CUSTOM_RESOURCE_DEFINITIONS: ResourceType = ResourceType {
+    plural: "customresourcedefinitions",
+    group: "apiextensions.k8s.io",
+    version: "v1",
+    kind: "CustomResourceDefinition",
+    namespaced: false,
+};
+
+pub const ALL: [ResourceType; 12] = [
     INGRESSES,
     INGRESS_CLASSES,
     SERVICES,
@@ -90,6 +98,7 @@ pub const ALL: [ResourceType; 11] = [
     HTTP_ROUTES,
     GRPC_ROUTES,
     REFERENCE_GRANTS,
+    CUSTOM_RESOURCE_DEFINITIONS,
 ];
 
 /// The discovery document of `group/version` (`GET /apis/{group}/{version}`),

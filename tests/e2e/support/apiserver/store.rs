@@ -125,7 +125,17 @@ impl Store {
         }
         meta.insert("uid".into(), json!(uid));
         meta.insert("resourceVersion".into(), json!(self.rv.to_string()));
-        if matches!(resource.plural, "ingresses" | "ingressclasses" | "endpointslices") {
+        if matches!(
+            resource.plural,
+            "ingresses"
+                | "ingressclasses"
+                | "endpointslices"
+                | "gatewayclasses"
+                | "gateways"
+                | "httproutes"
+                | "grpcroutes"
+                | "referencegrants"
+        ) {
             meta.insert("generation".into(), json!(1));
         }
         meta.entry("creationTimestamp").or_insert(json!(now));
