@@ -11,6 +11,7 @@
 
 mod backend;
 mod class;
+pub mod gateway;
 mod host;
 mod lb;
 mod path;

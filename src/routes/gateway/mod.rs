@@ -1,0 +1,9 @@
+//! The Gateway API's routing semantics, pure: hostnames with Gateway
+//! wildcards, and HTTPRoute matches with their precedence. The routing
+//! table builds Gateway routes from these.
+
+pub mod hostname;
+pub mod matching;
+
+pub use hostname::GatewayHost;
+pub use matching::{HttpMatch, MatchError, PathMatch, RequestParts, ValueMatch};
