@@ -224,12 +224,20 @@ pub struct ClassArgs {
     /// is the cluster default).
     #[arg(long)]
     pub strict: bool,
+    /// Also route the Gateways of this GatewayClass of another controller
+    /// (repeatable), writing no status on them.
+    #[arg(long = "gateway-class", value_name = "NAME")]
+    pub gateway_classes: Vec<String>,
 }
 
 impl ClassArgs {
     /// The class policy these flags give.
     pub fn policy(&self) -> crate::routes::ClassPolicy {
-        crate::routes::ClassPolicy { classes: self.classes.clone(), strict: self.strict }
+        crate::routes::ClassPolicy {
+            classes: self.classes.clone(),
+            strict: self.strict,
+            gateway_classes: self.gateway_classes.clone(),
+        }
     }
 }
 

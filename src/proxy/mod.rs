@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::Health;
+use crate::routes::gateway::{GatewayAction, RequestParts, Slot};
 use crate::routes::{RouteTable, normalize_request_host};
 use crate::status::{STATUS_HOST, StatusHub};
 use crate::upstream::{RequestHead, Upstream};
@@ -187,22 +188,39 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let host = host.to_string();
     let path = req.uri().path().to_string();
-    if let (Some(port), "http") = (proxy.https_port, proxy.proto) {
-        if table.tls_for(&host).is_some_and(|t| t.redirect) {
-            return pages::redirect_to_https(
-                &host,
-                port,
-                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+    // A Gateway route takes its host before any Ingress does.
+    let slot = if proxy.proto == "https" { Slot::Https } else { Slot::Http };
+    let parts =
+        RequestParts { path: &path, method: req.method().as_str(), headers: req.headers(), query: req.uri().query() };
+    let backend = match table.gateway.route(slot, &host, &parts) {
+        Some(GatewayAction::Forward(backend, _)) => backend.clone(),
+        Some(GatewayAction::Fail(why, rule)) => {
+            return pages::page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("HTTPRoute {} (rule {}) cannot send this request to a backend.", rule.route, rule.rule),
+                &why,
             );
         }
-    }
-    let Some(matched) = table.route(&host, &path) else {
-        if !table.synced {
-            return pages::loading(proxy.health.problem());
+        Some(GatewayAction::NoRule) => return pages::not_found(table, &host, &path),
+        None => {
+            if let (Some(port), "http") = (proxy.https_port, proxy.proto) {
+                if table.tls_for(&host).is_some_and(|t| t.redirect) {
+                    return pages::redirect_to_https(
+                        &host,
+                        port,
+                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                    );
+                }
+            }
+            let Some(matched) = table.route(&host, &path) else {
+                if !table.synced {
+                    return pages::loading(proxy.health.problem());
+                }
+                return pages::not_found(table, &host, &path);
+            };
+            matched.backend.clone()
         }
-        return pages::not_found(table, &host, &path);
     };
-    let backend = matched.backend.clone();
     let Some(ep) = backend.pick().cloned() else {
         return pages::unavailable(&backend);
     };

@@ -19,6 +19,9 @@ pub struct ClassPolicy {
     /// `--strict`: behave as a conformant controller, serving only classes
     /// whose controller is devingress.
     pub strict: bool,
+    /// `--gateway-class`: foreign GatewayClasses whose Gateways devingress
+    /// routes too (it writes no status on them).
+    pub gateway_classes: Vec<String>,
 }
 
 /// The class an Ingress names: `spec.ingressClassName`, else the annotation.
@@ -112,8 +115,8 @@ mod tests {
         let nginx = class("nginx", "k8s.io/ingress-nginx", false);
         let nginx_default = class("nginx", "k8s.io/ingress-nginx", true);
         let all = ClassPolicy::default();
-        let strict = ClassPolicy { classes: vec![], strict: true };
-        let only_nginx = ClassPolicy { classes: vec!["nginx".into()], strict: false };
+        let strict = ClassPolicy { strict: true, ..ClassPolicy::default() };
+        let only_nginx = ClassPolicy { classes: vec!["nginx".into()], ..ClassPolicy::default() };
         // (policy, ingress, classes in the cluster, served)
         let cases: Vec<(&ClassPolicy, Ingress, Vec<&IngressClass>, bool)> = vec![
             (&all, ingress(Some("nginx"), None), vec![&nginx], true),

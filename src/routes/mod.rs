@@ -198,6 +198,8 @@ pub struct RouteTable {
     pub synced: bool,
     /// The `type: LoadBalancer` Services served on loopback, oldest first.
     pub load_balancers: Vec<LoadBalancer>,
+    /// Routes of Gateways (HTTPRoutes), which take a host before Ingresses do.
+    pub gateway: gateway::GatewayTable,
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
     any: Option<usize>,
@@ -266,7 +268,8 @@ impl RouteTable {
             .groups
             .iter()
             .flat_map(|g| g.paths.iter().map(|p| &p.backend).chain(g.default_backend.as_ref().map(|d| &d.backend)))
-            .chain(self.default_backend.as_ref().map(|d| &d.backend));
+            .chain(self.default_backend.as_ref().map(|d| &d.backend))
+            .chain(self.gateway.backends());
         for b in all {
             if !seen.iter().any(|s| Arc::ptr_eq(s, b)) {
                 seen.push(b.clone());
@@ -331,6 +334,10 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     let (load_balancers, lb_warnings) = lb::load_balancers(&snapshot.services, &slices_by_ns);
     table.load_balancers = load_balancers;
     table.warnings.extend(lb_warnings);
+    if let Some(objects) = &snapshot.gateway {
+        table.gateway = gateway::GatewayTable::build(objects, &policy.gateway_classes, &services, &slices_by_ns);
+        table.warnings.extend(table.gateway.warnings.iter().cloned());
+    }
     let mut contributions = Vec::new();
     for ing in ingresses {
         if let Err(why) = policy.admits(ing, snapshot.ingress_classes.iter().map(|c| &**c)) {

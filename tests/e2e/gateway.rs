@@ -145,3 +145,115 @@ async fn a_gateway_api_release_devingress_does_not_support_is_not_accepted() {
         d.log()
     );
 }
+
+/// Sends `n` GETs of `path` for `host` (with `headers`) and counts the answers by pod
+/// (`"500"` for 500s, `"404"` for 404s).
+async fn tally(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    use http_body_util::{BodyExt, Full};
+    let client = crate::support::devingress::http_client();
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let mut req = http::Request::get(format!("http://127.0.0.1:{port}{path}")).header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = client.request(req.body(Full::new(bytes::Bytes::new())).unwrap()).await.unwrap();
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let key = match status {
+            200 => serde_json::from_slice::<serde_json::Value>(&body).unwrap()["pod"].as_str().unwrap().to_string(),
+            other => other.to_string(),
+        };
+        *out.entry(key).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_their_host_from_ingresses() {
+    use crate::support::apiserver::resources::{HTTP_ROUTES, REFERENCE_GRANTS};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.service("other", "remote", "", 8080, json!(8080));
+    c.pods("other", "remote", "", 8080, 1).await;
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "shop", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["shop.example.com"],
+                        "rules": [
+                            {"matches": [{"headers": [{"name": "x-canary", "value": "yes"}]}],
+                             "backendRefs": [{"name": "bandicoot", "port": 8080}]},
+                            {"backendRefs": [{"name": "alpaca", "port": 8080, "weight": 3},
+                                             {"name": "bandicoot", "port": 8080, "weight": 1}]}]}}),
+    );
+    // Takes bandicoot.example.com from its Ingress (rule 30), with a broken backend for half.
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "takeover", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web", "sectionName": "http"}], "hostnames": ["bandicoot.example.com"],
+                        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/half"}}],
+                                   "backendRefs": [{"name": "be-default", "port": 8080}, {"name": "missing", "port": 8080}]},
+                                  {"matches": [{"path": {"type": "Exact", "value": "/remote"}}],
+                                   "backendRefs": [{"name": "remote", "namespace": "other", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            tally(d.port, "shop.example.com", "/", &[], 1)
+                .await
+                .keys()
+                .all(|k| k.starts_with("alpaca") || k.starts_with("bandicoot"))
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    // The header match wins over the catch-all rule.
+    assert_eq!(
+        tally(d.port, "shop.example.com", "/", &[("x-canary", "yes")], 20).await,
+        [("bandicoot-0".to_string(), 20)].into()
+    );
+    // 3:1 by weight over 400 requests, within 5 points.
+    let split = tally(d.port, "shop.example.com", "/", &[], 400).await;
+    let alpaca: usize = split.iter().filter(|(k, _)| k.starts_with("alpaca")).map(|(_, n)| n).sum();
+    assert!((285..=315).contains(&alpaca), "{split:?}");
+    assert_eq!(split.get("bandicoot-0").copied().unwrap_or(0), 400 - alpaca, "{split:?}");
+    // The Ingress's other host is untouched; the taken host follows the HTTPRoute.
+    assert_eq!(
+        get(d.port, "alpaca.example.com", "/").await.pod().as_deref().map(|p| p.starts_with("alpaca")),
+        Some(true)
+    );
+    assert_eq!(get(d.port, "bandicoot.example.com", "/").await.status, 404, "no rule of the HTTPRoute matches /");
+    // An invalid backendRef answers 500 for exactly its share.
+    let half = tally(d.port, "bandicoot.example.com", "/half", &[], 40).await;
+    assert_eq!((half.get("be-default-0"), half.get("500")), (Some(&20), Some(&20)), "{half:?}");
+    // Across namespaces only with a ReferenceGrant.
+    let remote = || async {
+        let a = get(d.port, "bandicoot.example.com", "/remote").await;
+        (a.status, a.pod())
+    };
+    assert_eq!(remote().await.0, 500);
+    c.api.apply(
+        REFERENCE_GRANTS,
+        json!({"metadata": {"name": "from-default", "namespace": "other"},
+               "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
+                        "to": [{"group": "", "kind": "Service"}]}}),
+    );
+    assert!(
+        eventually(SETTLE, || async { remote().await == (200, Some("remote-0".to_string())) }).await,
+        "{}",
+        d.log()
+    );
+}

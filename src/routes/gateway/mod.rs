@@ -4,6 +4,8 @@
 
 pub mod hostname;
 pub mod matching;
+pub mod table;
 
 pub use hostname::GatewayHost;
 pub use matching::{HttpMatch, MatchError, PathMatch, RequestParts, ValueMatch};
+pub use table::{GatewayAction, GatewayTable, Slot};

@@ -1,0 +1,654 @@
+//! Gateways and HTTPRoutes into routes (pure): which Gateways devingress
+//! serves, which routes attach to which listeners and under which
+//! hostnames, and each rule's matches and weighted backends, ordered by the
+//! Gateway API's precedence.
+//!
+//! What this covers so far: `HTTP` listeners on port 80 (served on
+//! devingress's HTTP port) and `HTTPS` listeners on port 443 (its HTTPS
+//! port); `allowedRoutes` namespaces `Same` and `All` and kinds; parentRefs
+//! with `sectionName` and `port`; hostname intersection; path, method,
+//! header and query matches; Service backendRefs with weights, across
+//! namespaces through a ReferenceGrant, and invalid ones answering 500 for
+//! their share. Not yet: filters, other ports, `Selector` namespaces,
+//! GRPCRoute, listener certificates and status; routes and listeners that
+//! need them are left out with a warning that names them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::{GatewayHost, HttpMatch, RequestParts};
+use crate::cluster::GatewayObjects;
+use crate::gateway::api::gateways::{GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom};
+use crate::gateway::api::httproutes::HttpRouteRulesBackendRefs;
+use crate::gateway::api::{GROUP, Gateway, HttpRoute, ReferenceGrant};
+use crate::routes::backend::{Backend, PortRef, Protocol, find_service_port, resolve_target};
+use crate::routes::{H2C_APP_PROTOCOL, Target};
+
+/// The controller name of devingress's GatewayClasses.
+pub const CONTROLLER: &str = "devingress.dev/gateway-controller";
+
+/// Which of devingress's listeners a Gateway listener is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// devingress's HTTP port (the Gateway's port 80).
+    Http,
+    /// devingress's HTTPS port (the Gateway's port 443).
+    Https,
+}
+
+/// `namespace/name` of a Gateway API object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One backend of a rule and its weight.
+#[derive(Debug, Clone)]
+pub enum WeightedBackend {
+    /// A Service port.
+    Service {
+        /// The Service port's pods.
+        backend: Arc<Backend>,
+        /// Its share.
+        weight: u32,
+    },
+    /// A backendRef that cannot be used: its share answers 500 (rule 22).
+    Invalid {
+        /// Its share.
+        weight: u32,
+        /// The reason for the route's status (`BackendNotFound`, `RefNotPermitted`, `InvalidKind`).
+        reason: &'static str,
+        /// Why, in words.
+        message: String,
+    },
+}
+
+/// One match of one rule of one route, as the lookup tries it.
+#[derive(Debug, Clone)]
+pub struct GatewayRule {
+    /// The match.
+    pub matched: HttpMatch,
+    /// The rule's backends.
+    pub backends: Arc<Vec<WeightedBackend>>,
+    /// Weighted round-robin cursor, shared by the rule's matches.
+    cursor: Arc<AtomicUsize>,
+    /// The route.
+    pub route: ObjectRef,
+    /// The rule's index in the route.
+    pub rule: usize,
+    /// The Gateway and listener it came through.
+    pub via: (ObjectRef, String),
+    created: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+/// What a request found.
+#[derive(Debug, Clone)]
+pub enum GatewayAction<'a> {
+    /// Send it to this backend.
+    Forward(&'a Arc<Backend>, &'a GatewayRule),
+    /// Answer it with 500: the share of an invalid backendRef, or a rule
+    /// without a usable backend.
+    Fail(String, &'a GatewayRule),
+    /// The host is a Gateway route's, but no rule matches: 404.
+    NoRule,
+}
+
+/// The rules under one effective hostname of one slot.
+#[derive(Debug, Clone, Default)]
+struct HostRules {
+    rules: Vec<GatewayRule>,
+}
+
+/// Every Gateway route devingress serves.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayTable {
+    slots: BTreeMap<Slot, Vec<(GatewayHost, HostRules)>>,
+    /// The Gateways served (of devingress's classes, or named with `--gateway-class`).
+    pub gateways: Vec<ObjectRef>,
+    /// Problems, each naming the object and the field.
+    pub warnings: Vec<String>,
+}
+
+/// Whether a ReferenceGrant in `to_ns` lets an HTTPRoute in `from_ns` use Service `name`.
+fn granted(grants: &[Arc<ReferenceGrant>], from_ns: &str, to_ns: &str, name: &str) -> bool {
+    grants.iter().filter(|g| g.metadata.namespace.as_deref() == Some(to_ns)).any(|g| {
+        g.spec.from.iter().any(|f| f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns)
+            && g.spec
+                .to
+                .iter()
+                .any(|t| t.group.is_empty() && t.kind == "Service" && t.name.as_deref().is_none_or(|n| n == name))
+    })
+}
+
+/// Whether a listener's `allowedRoutes.kinds` admits HTTPRoutes (the
+/// default for HTTP and HTTPS listeners).
+fn allows_http_route(l: &GatewayListeners) -> bool {
+    match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+        None => true,
+        Some(kinds) => kinds.iter().any(|k| k.kind == "HTTPRoute" && k.group.as_deref().is_none_or(|g| g == GROUP)),
+    }
+}
+
+impl GatewayTable {
+    /// Builds the table. `extra_classes` are foreign GatewayClasses whose
+    /// Gateways devingress also routes (`--gateway-class`).
+    pub fn build(
+        objects: &GatewayObjects,
+        extra_classes: &[String],
+        services: &HashMap<(&str, &str), &Service>,
+        slices_by_ns: &HashMap<&str, Vec<&EndpointSlice>>,
+    ) -> Self {
+        let mut table = GatewayTable::default();
+        let ours: Vec<&str> = objects
+            .classes
+            .iter()
+            .filter(|c| c.spec.controller_name == CONTROLLER)
+            .filter_map(|c| c.metadata.name.as_deref())
+            .collect();
+        let served: Vec<&Gateway> = objects
+            .gateways
+            .iter()
+            .map(|g| &**g)
+            .filter(|g| {
+                ours.contains(&g.spec.gateway_class_name.as_str()) || extra_classes.contains(&g.spec.gateway_class_name)
+            })
+            .collect();
+        let key = |ns: Option<&str>, name: Option<&str>| ObjectRef {
+            namespace: ns.unwrap_or_default().to_string(),
+            name: name.unwrap_or_default().to_string(),
+        };
+        table.gateways =
+            served.iter().map(|g| key(g.metadata.namespace.as_deref(), g.metadata.name.as_deref())).collect();
+        let mut shared: HashMap<(String, String, u16), Arc<Backend>> = HashMap::new();
+        let mut routes: Vec<&HttpRoute> = objects.http_routes.iter().map(|r| &**r).collect();
+        routes.sort_by_key(|r| {
+            (
+                r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                key(r.metadata.namespace.as_deref(), r.metadata.name.as_deref()),
+            )
+        });
+        for route in routes {
+            let route_key = key(route.metadata.namespace.as_deref(), route.metadata.name.as_deref());
+            let route_ns = route_key.namespace.as_str();
+            // The listeners this route attaches to, with its hostnames on each.
+            let mut attached: Vec<(Slot, GatewayHost, ObjectRef, String)> = Vec::new();
+            for (pi, parent) in route.spec.parent_refs.iter().flatten().enumerate() {
+                if parent.group.as_deref().is_some_and(|g| g != GROUP)
+                    || parent.kind.as_deref().is_some_and(|k| k != "Gateway")
+                {
+                    continue;
+                }
+                let gw_ns = parent.namespace.as_deref().unwrap_or(route_ns);
+                let Some(gw) = served.iter().find(|g| {
+                    g.metadata.namespace.as_deref() == Some(gw_ns)
+                        && g.metadata.name.as_deref() == Some(parent.name.as_str())
+                }) else {
+                    continue;
+                };
+                let gw_key = key(Some(gw_ns), Some(&parent.name));
+                for l in &gw.spec.listeners {
+                    if parent.section_name.as_deref().is_some_and(|s| s != l.name)
+                        || parent.port.is_some_and(|p| p != l.port)
+                    {
+                        continue;
+                    }
+                    let slot = match (l.protocol.as_str(), l.port) {
+                        ("HTTP", 80) => Slot::Http,
+                        ("HTTPS", 443) => Slot::Https,
+                        (p, n) => {
+                            table.warnings.push(format!(
+                                "Gateway {gw_key}: listener {:?} ({p} on port {n}) is not served yet; devingress serves \
+                                 HTTP on port 80 and HTTPS on port 443 for now",
+                                l.name
+                            ));
+                            continue;
+                        }
+                    };
+                    if !allows_http_route(l) {
+                        continue;
+                    }
+                    let namespaces = l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
+                    let allowed = match namespaces.and_then(|n| n.from.clone()) {
+                        None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => gw_ns == route_ns,
+                        Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => true,
+                        Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
+                            table.warnings.push(format!(
+                                "Gateway {gw_key}: listener {:?}: allowedRoutes.namespaces.from Selector is not \
+                                 supported yet; HTTPRoute {route_key} (spec.parentRefs[{pi}]) is not attached",
+                                l.name
+                            ));
+                            false
+                        }
+                    };
+                    if !allowed {
+                        continue;
+                    }
+                    let listener_host = GatewayHost::parse(l.hostname.as_deref());
+                    let route_hosts: Vec<GatewayHost> = match route.spec.hostnames.as_deref() {
+                        None | Some([]) => vec![GatewayHost::Any],
+                        Some(hs) => hs.iter().map(|h| GatewayHost::parse(Some(h))).collect(),
+                    };
+                    for rh in route_hosts {
+                        if let Some(host) = GatewayHost::intersect(&listener_host, &rh) {
+                            attached.push((slot, host, gw_key.clone(), l.name.clone()));
+                        }
+                    }
+                }
+            }
+            if attached.is_empty() {
+                continue;
+            }
+            for (ri, rule) in route.spec.rules.iter().flatten().enumerate() {
+                if rule.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+                    table.warnings.push(format!(
+                        "HTTPRoute {route_key}: spec.rules[{ri}].filters: filters are not supported yet; the rule is not served"
+                    ));
+                    continue;
+                }
+                let matches: Result<Vec<HttpMatch>, String> = match rule.matches.as_deref() {
+                    None | Some([]) => Ok(vec![HttpMatch::everything()]),
+                    Some(ms) => ms
+                        .iter()
+                        .enumerate()
+                        .map(|(mi, m)| {
+                            HttpMatch::from_api(m)
+                                .map_err(|e| format!("spec.rules[{ri}].matches[{mi}].{}: {}", e.field, e.reason))
+                        })
+                        .collect(),
+                };
+                let matches = match matches {
+                    Ok(m) => m,
+                    Err(why) => {
+                        table.warnings.push(format!("HTTPRoute {route_key}: {why}; the rule is not served"));
+                        continue;
+                    }
+                };
+                let backends: Vec<WeightedBackend> = rule
+                    .backend_refs
+                    .iter()
+                    .flatten()
+                    .map(|b| backend(b, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared))
+                    .collect();
+                let backends = Arc::new(backends);
+                let cursor = Arc::new(AtomicUsize::new(0));
+                for (slot, host, gw, listener) in &attached {
+                    let hosts = table.slots.entry(*slot).or_default();
+                    let entry = match hosts.iter_mut().position(|(h, _)| h == host) {
+                        Some(i) => &mut hosts[i].1,
+                        None => {
+                            hosts.push((host.clone(), HostRules::default()));
+                            &mut hosts.last_mut().expect("just pushed").1
+                        }
+                    };
+                    for m in &matches {
+                        entry.rules.push(GatewayRule {
+                            matched: m.clone(),
+                            backends: backends.clone(),
+                            cursor: cursor.clone(),
+                            route: route_key.clone(),
+                            rule: ri,
+                            via: (gw.clone(), listener.clone()),
+                            created: route.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                        });
+                    }
+                }
+            }
+        }
+        // Most specific hostname first (rule 9); within one, by precedence (rule 13).
+        for hosts in table.slots.values_mut() {
+            hosts.sort_by(|a, b| a.0.cmp_specific(&b.0));
+            for (_, h) in hosts.iter_mut() {
+                h.rules.sort_by(|a, b| {
+                    a.matched
+                        .cmp_precedence(&b.matched)
+                        .then_with(|| a.created.cmp(&b.created))
+                        .then_with(|| a.route.cmp(&b.route))
+                        .then_with(|| a.rule.cmp(&b.rule))
+                });
+            }
+        }
+        table
+    }
+
+    /// The route for a request on `slot` with normalised `host`, or `None`
+    /// when no Gateway route serves that host there.
+    pub fn route(&self, slot: Slot, host: &str, req: &RequestParts<'_>) -> Option<GatewayAction<'_>> {
+        let hosts = self.slots.get(&slot)?;
+        let (_, rules) = hosts.iter().find(|(h, _)| h.matches(host))?;
+        let Some(rule) = rules.rules.iter().find(|r| r.matched.matches(req)) else {
+            return Some(GatewayAction::NoRule);
+        };
+        let total: usize = rule.backends.iter().map(|b| weight(b) as usize).sum();
+        if total == 0 {
+            return Some(GatewayAction::Fail(
+                format!("HTTPRoute {} rule {} has no backend to send to", rule.route, rule.rule),
+                rule,
+            ));
+        }
+        // Smooth weighted round robin: exactly in proportion over each cycle.
+        let mut n = rule.cursor.fetch_add(1, Ordering::Relaxed) % total;
+        for b in rule.backends.iter() {
+            let w = weight(b) as usize;
+            if n < w {
+                return Some(match b {
+                    WeightedBackend::Service { backend, .. } => GatewayAction::Forward(backend, rule),
+                    WeightedBackend::Invalid { message, .. } => GatewayAction::Fail(message.clone(), rule),
+                });
+            }
+            n -= w;
+        }
+        None
+    }
+
+    /// Every Service backend in the table.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.slots.values().flatten().flat_map(|(_, h)| h.rules.iter()).flat_map(|r| r.backends.iter()).filter_map(
+            |b| match b {
+                WeightedBackend::Service { backend, .. } => Some(backend),
+                WeightedBackend::Invalid { .. } => None,
+            },
+        )
+    }
+
+    /// The hostnames Gateway routes serve on `slot`, most specific first.
+    pub fn hosts(&self, slot: Slot) -> Vec<&GatewayHost> {
+        self.slots.get(&slot).map(|h| h.iter().map(|(h, _)| h).collect()).unwrap_or_default()
+    }
+}
+
+fn weight(b: &WeightedBackend) -> u32 {
+    match b {
+        WeightedBackend::Service { weight, .. } | WeightedBackend::Invalid { weight, .. } => *weight,
+    }
+}
+
+/// One backendRef, resolved (rules 20 to 22).
+fn backend(
+    b: &HttpRouteRulesBackendRefs,
+    route_ns: &str,
+    services: &HashMap<(&str, &str), &Service>,
+    slices_by_ns: &HashMap<&str, Vec<&EndpointSlice>>,
+    grants: &[Arc<ReferenceGrant>],
+    shared: &mut HashMap<(String, String, u16), Arc<Backend>>,
+) -> WeightedBackend {
+    let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+    let invalid = |reason, message: String| WeightedBackend::Invalid { weight, reason, message };
+    if b.group.as_deref().is_some_and(|g| !g.is_empty()) || b.kind.as_deref().is_some_and(|k| k != "Service") {
+        return invalid(
+            "InvalidKind",
+            format!("backendRef {} is a {}, not a Service", b.name, b.kind.as_deref().unwrap_or("Service")),
+        );
+    }
+    let ns = b.namespace.as_deref().unwrap_or(route_ns);
+    if ns != route_ns && !granted(grants, route_ns, ns, &b.name) {
+        return invalid(
+            "RefNotPermitted",
+            format!("no ReferenceGrant in namespace {ns} allows Service {ns}/{}", b.name),
+        );
+    }
+    let Some(port) = b.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) else {
+        return invalid("BackendNotFound", format!("backendRef Service {ns}/{} has no port", b.name));
+    };
+    let Some(svc) = services.get(&(ns, b.name.as_str())) else {
+        return invalid("BackendNotFound", format!("Service {ns}/{} does not exist", b.name));
+    };
+    let sp = match find_service_port(svc, &PortRef::Number(port)) {
+        Ok(sp) => sp,
+        Err(e) => return invalid("BackendNotFound", e.reason),
+    };
+    let backend = shared
+        .entry((ns.to_string(), b.name.clone(), port))
+        .or_insert_with(|| {
+            let protocol =
+                if sp.app_protocol.as_deref() == Some(H2C_APP_PROTOCOL) { Protocol::H2c } else { Protocol::Http1 };
+            let slices = slices_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
+            let target = resolve_target(svc, sp.name.as_deref(), slices.iter().copied());
+            Arc::new(Backend::new(ns, &b.name, PortRef::Number(port), protocol, target))
+        })
+        .clone();
+    if let Target::Unsupported(why) = &backend.target {
+        return invalid("BackendNotFound", why.clone());
+    }
+    WeightedBackend::Service { backend, weight }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Objects from JSON: Gateways (namespace `gw` unless given), routes and grants.
+    fn objects(gateways: serde_json::Value, routes: serde_json::Value) -> GatewayObjects {
+        let class = serde_json::from_value(json!({"metadata": {"name": "devingress"},
+            "spec": {"controllerName": CONTROLLER}}))
+        .unwrap();
+        let foreign = serde_json::from_value(json!({"metadata": {"name": "other"},
+            "spec": {"controllerName": "example.com/other"}}))
+        .unwrap();
+        GatewayObjects {
+            synced: true,
+            classes: vec![Arc::new(class), Arc::new(foreign)],
+            gateways: gateways
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| Arc::new(serde_json::from_value(g.clone()).unwrap()))
+                .collect(),
+            http_routes: routes
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| Arc::new(serde_json::from_value(r.clone()).unwrap()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn gateway(name: &str, class: &str, listeners: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"name": name, "namespace": "gw"}, "spec": {"gatewayClassName": class, "listeners": listeners}})
+    }
+
+    fn route(ns: &str, name: &str, created: &str, spec: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"name": name, "namespace": ns, "creationTimestamp": created}, "spec": spec})
+    }
+
+    fn svc(ns: &str, name: &str) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
+            "spec": {"ports": [{"port": 80}]}}))
+        .unwrap()
+    }
+
+    /// Which route answers `host` + `path` on `slot` (`route/rule`), `404`, `500`, or `-` for no Gateway route.
+    fn who(t: &GatewayTable, slot: Slot, host: &str, path: &str) -> String {
+        let headers = http::HeaderMap::new();
+        let req = RequestParts { path, method: "GET", headers: &headers, query: None };
+        match t.route(slot, host, &req) {
+            None => "-".into(),
+            Some(GatewayAction::NoRule) => "404".into(),
+            Some(GatewayAction::Fail(..)) => "500".into(),
+            Some(GatewayAction::Forward(_, r)) => format!("{}/{}", r.route.name, r.rule),
+        }
+    }
+
+    fn build(o: &GatewayObjects, services: &[Service]) -> GatewayTable {
+        let by_key: HashMap<(&str, &str), &Service> = services
+            .iter()
+            .map(|s| ((s.metadata.namespace.as_deref().unwrap(), s.metadata.name.as_deref().unwrap()), s))
+            .collect();
+        GatewayTable::build(o, &[], &by_key, &HashMap::new())
+    }
+
+    const HTTP: &str = r#"[{"name": "http", "port": 80, "protocol": "HTTP"},
+                            {"name": "apps", "port": 80, "protocol": "HTTP", "hostname": "*.apps.test",
+                             "allowedRoutes": {"namespaces": {"from": "All"}}},
+                            {"name": "https", "port": 443, "protocol": "HTTPS"}]"#;
+
+    #[test]
+    fn routes_attach_by_section_name_and_port_within_the_allowed_namespaces() {
+        let listeners: serde_json::Value = serde_json::from_str(HTTP).unwrap();
+        let backend = json!([{"backendRefs": [{"name": "s", "port": 80}]}]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners.clone()), gateway("theirs", "other", listeners)]),
+            json!([
+                route(
+                    "gw",
+                    "all-listeners",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["a.test"], "rules": backend})
+                ),
+                route(
+                    "gw",
+                    "by-port",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "port": 443}], "hostnames": ["b.test"], "rules": backend})
+                ),
+                route(
+                    "team",
+                    "same-only",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "namespace": "gw", "sectionName": "http"}], "hostnames": ["c.test"], "rules": backend})
+                ),
+                route(
+                    "team",
+                    "from-all",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "namespace": "gw", "sectionName": "apps"}], "rules": backend})
+                ),
+                route(
+                    "gw",
+                    "foreign",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "theirs"}], "hostnames": ["d.test"], "rules": backend})
+                ),
+            ]),
+        );
+        let t = build(&o, &[svc("gw", "s"), svc("team", "s")]);
+        assert_eq!(who(&t, Slot::Http, "a.test", "/"), "all-listeners/0");
+        assert_eq!(who(&t, Slot::Https, "a.test", "/"), "all-listeners/0");
+        assert_eq!(who(&t, Slot::Http, "b.test", "/"), "-", "port 443 only");
+        assert_eq!(who(&t, Slot::Https, "b.test", "/"), "by-port/0");
+        assert_eq!(who(&t, Slot::Http, "c.test", "/"), "-", "the listener allows its own namespace only");
+        assert_eq!(who(&t, Slot::Http, "x.y.apps.test", "/"), "from-all/0", "the listener's wildcard, any depth");
+        assert_eq!(who(&t, Slot::Http, "d.test", "/"), "-", "another controller's Gateway");
+        assert_eq!(t.gateways.iter().map(ToString::to_string).collect::<Vec<_>>(), ["gw/web"]);
+    }
+
+    #[test]
+    fn the_most_specific_hostname_wins_then_match_precedence_then_the_oldest_route() {
+        let listeners = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+        let to = |path: &str| json!({"matches": [{"path": {"type": "PathPrefix", "value": path}}], "backendRefs": [{"name": "s", "port": 80}]});
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([
+                route(
+                    "gw",
+                    "young",
+                    "2026-03-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["*.example.com"], "rules": [to("/")]})
+                ),
+                route(
+                    "gw",
+                    "old",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["*.example.com"], "rules": [to("/")]})
+                ),
+                route(
+                    "gw",
+                    "longer",
+                    "2026-04-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["*.example.com"], "rules": [to("/api")]})
+                ),
+                route(
+                    "gw",
+                    "exact-host",
+                    "2026-05-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["foo.example.com"], "rules": [to("/other")]})
+                ),
+            ]),
+        );
+        let t = build(&o, &[svc("gw", "s")]);
+        assert_eq!(who(&t, Slot::Http, "bar.example.com", "/x"), "old/0", "same match: the oldest route");
+        assert_eq!(who(&t, Slot::Http, "bar.example.com", "/api/v1"), "longer/0", "the longer prefix");
+        assert_eq!(who(&t, Slot::Http, "foo.example.com", "/other"), "exact-host/0");
+        assert_eq!(
+            who(&t, Slot::Http, "foo.example.com", "/x"),
+            "404",
+            "the exact host does not fall through to the wildcard"
+        );
+        assert_eq!(who(&t, Slot::Http, "example.com", "/x"), "-");
+    }
+
+    #[test]
+    fn weights_split_in_proportion_and_invalid_refs_take_their_share_as_500() {
+        let listeners = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([route(
+                "gw",
+                "r",
+                "2026-01-01T00:00:00Z",
+                json!({"parentRefs": [{"name": "web"}], "rules": [
+                {"matches": [{"path": {"type": "Exact", "value": "/split"}}],
+                 "backendRefs": [{"name": "s", "port": 80, "weight": 2}, {"name": "gone", "port": 80, "weight": 1},
+                                 {"name": "s", "port": 80, "weight": 0}, {"name": "s", "namespace": "elsewhere", "port": 80},
+                                 {"name": "s", "kind": "Pod", "port": 80, "weight": 0}]},
+                {"matches": [{"path": {"type": "Exact", "value": "/zero"}}],
+                 "backendRefs": [{"name": "s", "port": 80, "weight": 0}]}]})
+            )]),
+        );
+        let t = build(&o, &[svc("gw", "s"), svc("elsewhere", "s")]);
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..400 {
+            *counts.entry(who(&t, Slot::Http, "any.test", "/split")).or_default() += 1;
+        }
+        // s:2, gone:1 (not found), elsewhere:1 (no ReferenceGrant) → 200 forwarded, 200 failed.
+        assert_eq!(counts, [("500".to_string(), 200), ("r/0".to_string(), 200)].into());
+        assert_eq!(who(&t, Slot::Http, "any.test", "/zero"), "500", "every backend at weight 0");
+    }
+
+    #[test]
+    fn listeners_devingress_cannot_serve_yet_and_filters_are_named_in_warnings() {
+        let listeners =
+            json!([{"name": "tcp", "port": 5432, "protocol": "TCP"}, {"name": "http", "port": 80, "protocol": "HTTP"}]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([route(
+                "gw",
+                "r",
+                "2026-01-01T00:00:00Z",
+                json!({"parentRefs": [{"name": "web"}], "rules": [
+                {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]},
+                {"matches": [{"path": {"type": "RegularExpression", "value": "("}}]}]})
+            )]),
+        );
+        let t = build(&o, &[]);
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("Gateway gw/web: listener \"tcp\" (TCP on port 5432) is not served yet")),
+            "{:?}",
+            t.warnings
+        );
+        assert!(t.warnings.iter().any(|w| w.contains("HTTPRoute gw/r: spec.rules[0].filters")), "{:?}", t.warnings);
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("HTTPRoute gw/r: spec.rules[1].matches[0].path.value: not a regular expression")),
+            "{:?}",
+            t.warnings
+        );
+    }
+}
