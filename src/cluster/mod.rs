@@ -16,7 +16,7 @@ pub use gateway_class::{GATEWAY_CLASS_NAME, GATEWAY_CONTROLLER, GatewayClassWrit
 pub use health::Health;
 pub use secrets::SecretWatch;
 pub use snapshot::{GatewayObjects, Snapshot};
-pub use status::{ADDRESS, FIELD_MANAGER, ObjectKey, StatusWriter, current_entries};
+pub use status::{ADDRESS, FIELD_MANAGER, StatusWriter, current_entries};
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,14 +18,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::kubeclient::describe_error;
+use crate::routes::ObjectKey;
 
 /// The field manager devingress writes status as.
 pub const FIELD_MANAGER: &str = "devingress";
 /// The address devingress serves on.
 pub const ADDRESS: &str = "127.0.0.1";
-
-/// `namespace/name` of an object whose status devingress writes.
-pub type ObjectKey = (String, String);
 
 /// What the writer knows about the objects of one kind it touched.
 pub struct StatusWriter<K> {
@@ -42,10 +40,6 @@ pub struct StatusWriter<K> {
 /// The kind's name in messages ("Ingress", "Service").
 fn kind_name<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
-}
-
-fn show(key: &ObjectKey) -> String {
-    format!("{}/{}", key.0, key.1)
 }
 
 impl<K> StatusWriter<K>
@@ -70,11 +64,11 @@ where
     }
 
     async fn apply(&self, key: &ObjectKey, load_balancer: Value) -> Result<(), kube::Error> {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &key.0);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
         let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
-                          "metadata": {"name": key.1, "namespace": key.0},
+                          "metadata": {"name": key.name, "namespace": key.namespace},
                           "status": {"loadBalancer": load_balancer}});
-        api.patch_status(&key.1, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body)).await.map(|_| ())
+        api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body)).await.map(|_| ())
     }
 
     /// Brings `status.loadBalancer.ingress` of each object in line:
@@ -91,10 +85,7 @@ where
             }
             if !now.is_empty() && !self.written.contains(key) {
                 if self.others.insert(key.clone()) {
-                    tracing::info!(
-                        "{kind} {}: another controller set its address; leaving its status alone",
-                        show(key)
-                    );
+                    tracing::info!("{kind} {}: another controller set its address; leaving its status alone", key);
                 }
                 continue;
             }
@@ -103,17 +94,15 @@ where
             }
             match self.apply(key, json!({"ingress": ours})).await {
                 Ok(()) => {
-                    tracing::debug!("{kind} {}: status.loadBalancer.ingress = {ours}", show(key));
+                    tracing::debug!("{kind} {}: status.loadBalancer.ingress = {ours}", key);
                     self.written.insert(key.clone());
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     if self.others.insert(key.clone()) {
-                        tracing::info!("{kind} {}: another controller manages its status; leaving it alone", show(key));
+                        tracing::info!("{kind} {}: another controller manages its status; leaving it alone", key);
                     }
                 }
-                Err(e) => {
-                    self.failed(format!("cannot write the status of {kind} {}: {}", show(key), describe_error(&e)))
-                }
+                Err(e) => self.failed(format!("cannot write the status of {kind} {}: {}", key, describe_error(&e))),
             }
         }
         let gone: Vec<ObjectKey> = self.written.iter().filter(|k| !desired.contains_key(*k)).cloned().collect();
@@ -126,9 +115,7 @@ where
                 Ok(()) => {
                     self.written.remove(&key);
                 }
-                Err(e) => {
-                    self.failed(format!("cannot clear the status of {kind} {}: {}", show(&key), describe_error(&e)))
-                }
+                Err(e) => self.failed(format!("cannot clear the status of {kind} {}: {}", key, describe_error(&e))),
             }
         }
         self.others.retain(|k| desired.contains_key(k));
@@ -143,7 +130,7 @@ where
             match self.apply(key, json!({})).await {
                 Ok(()) => cleared += 1,
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => tracing::warn!("cannot clear the status of {kind} {}: {}", show(key), describe_error(&e)),
+                Err(e) => tracing::warn!("cannot clear the status of {kind} {}: {}", key, describe_error(&e)),
             }
         }
         if cleared > 0 {
@@ -164,7 +151,7 @@ where
     objects
         .into_iter()
         .map(|o| {
-            let key = (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default());
+            let key = ObjectKey::of(o);
             let list = entries(o).map(|l| l.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect());
             (key, list.unwrap_or_default())
         })

@@ -89,7 +89,11 @@ fn kubeconfig(
     daemon: Option<&crate::status::Status>,
 ) -> Result<crate::kubeconfig::Loaded, crate::kubeconfig::KubeconfigError> {
     match daemon {
-        Some(d) if args.cluster.kubeconfig.is_none() && args.cluster.context.is_none() => {
+        Some(d)
+            if args.cluster.kubeconfig.is_none()
+                && args.cluster.context.is_none()
+                && !d.cluster.kubeconfig.is_empty() =>
+        {
             let files: Vec<std::path::PathBuf> = d.cluster.kubeconfig.iter().map(Into::into).collect();
             let looked = format!("the daemon's kubeconfig ({})", d.cluster.kubeconfig.join(", "));
             crate::kubeconfig::load_files(&files, looked, Some(&d.cluster.context))

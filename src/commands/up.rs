@@ -474,18 +474,14 @@ async fn write_status(
                 i.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()
             });
             let ours = serde_json::json!([{"ip": ADDRESS}]);
-            let desired = served.iter().map(|k| ((k.namespace.clone(), k.name.clone()), ours.clone())).collect();
+            let desired = served.iter().map(|k| (k.clone(), ours.clone())).collect();
             ingresses.sync(&current, &desired).await;
             if let Some(report) = &mut lb_report {
                 let report = report.borrow_and_update().clone();
                 let current = current_entries(snapshot.services.iter().map(|s| &**s), |s| {
                     s.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()
                 });
-                let desired = report
-                    .services
-                    .iter()
-                    .map(|s| ((s.service.namespace.clone(), s.service.name.clone()), s.status_entries()))
-                    .collect();
+                let desired = report.services.iter().map(|s| (s.service.clone(), s.status_entries())).collect();
                 services.sync(&current, &desired).await;
             }
         }

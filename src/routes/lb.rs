@@ -9,7 +9,6 @@
 //! through a pod port-forward, so those ports are listed with that reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
@@ -21,29 +20,7 @@ use super::backend::{Backend, PortRef, Protocol, resolve_target};
 pub const LB_CLASS: &str = "devingress.dev/lb";
 
 /// `namespace/name` of a Service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ServiceKey {
-    /// The Service's namespace.
-    pub namespace: String,
-    /// The Service's name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// The key of a Service object.
-    pub fn of(svc: &Service) -> Self {
-        ServiceKey {
-            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
-            name: svc.metadata.name.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub type ServiceKey = super::ObjectKey;
 
 /// Why a port of a served Service is not served, as far as the cluster's
 /// objects tell (the machine's ports are the TCP load balancer's business).
@@ -105,7 +82,7 @@ pub fn load_balancers(
     chosen.sort_by(|a, b| {
         let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        ta.cmp(&tb).then_with(|| ServiceKey::of(a).cmp(&ServiceKey::of(b)))
+        ta.cmp(&tb).then_with(|| ServiceKey::of(*a).cmp(&ServiceKey::of(*b)))
     });
     let mut holders: BTreeMap<u16, ServiceKey> = BTreeMap::new();
     let mut warnings = Vec::new();

@@ -59,26 +59,30 @@ pub const BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backe
 /// The Service port `appProtocol` that means HTTP/2 over cleartext.
 pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
 
-/// `namespace/name` of an Ingress.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IngressKey {
-    /// The Ingress's namespace.
+/// `namespace/name` of a namespaced object: an Ingress, a Service, a
+/// Gateway or a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ObjectKey {
+    /// The object's namespace.
     pub namespace: String,
-    /// The Ingress's name.
+    /// The object's name.
     pub name: String,
 }
 
-impl IngressKey {
-    /// The key of an Ingress object.
-    pub fn of(ing: &Ingress) -> Self {
-        IngressKey {
-            namespace: ing.metadata.namespace.clone().unwrap_or_default(),
-            name: ing.metadata.name.clone().unwrap_or_default(),
+/// `namespace/name` of an Ingress.
+pub type IngressKey = ObjectKey;
+
+impl ObjectKey {
+    /// The key of an object.
+    pub fn of<K: kube::Resource>(obj: &K) -> Self {
+        ObjectKey {
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: obj.meta().name.clone().unwrap_or_default(),
         }
     }
 }
 
-impl fmt::Display for IngressKey {
+impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }
@@ -327,7 +331,7 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     ingresses.sort_by(|a, b| {
         let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        ta.cmp(&tb).then_with(|| IngressKey::of(a).cmp(&IngressKey::of(b)))
+        ta.cmp(&tb).then_with(|| IngressKey::of(*a).cmp(&IngressKey::of(*b)))
     });
 
     let mut table = RouteTable { synced: snapshot.synced, ..RouteTable::default() };

@@ -385,7 +385,7 @@ fn malformed_ingresses_are_skipped_with_the_field_and_others_keep_working() {
         let table = build(&snap);
         assert_eq!(table.skipped.len(), 1, "{field}");
         let s = &table.skipped[0];
-        assert_eq!(s.ingress, IngressKey::of(&bad));
+        assert_eq!(s.ingress, IngressKey::of(&*bad));
         assert_eq!(s.field, field);
         assert!(!s.reason.is_empty());
         assert_eq!(table.ingress_count, 1);

@@ -82,6 +82,11 @@ fn anchored(field: &str, pattern: &str) -> Result<Regex, MatchError> {
         .map_err(|e| MatchError { field: field.into(), reason: format!("not a regular expression: {e}") })
 }
 
+/// An `Exact` (the default) or `RegularExpression` value condition.
+fn value_match(field: &str, regex: bool, value: &str) -> Result<ValueMatch, MatchError> {
+    Ok(if regex { ValueMatch::Regex(anchored(field, value)?) } else { ValueMatch::Exact(value.to_string()) })
+}
+
 impl HttpMatch {
     /// The implicit match of a rule without matches: `PathPrefix /`.
     pub fn everything() -> Self {
@@ -116,26 +121,26 @@ impl HttpMatch {
             .method
             .as_ref()
             .map(|m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
-        let mut headers = Vec::new();
-        for (i, h) in m.headers.iter().flatten().enumerate() {
-            let value = match h.r#type.clone().unwrap_or(HttpRouteRulesMatchesHeadersType::Exact) {
-                HttpRouteRulesMatchesHeadersType::Exact => ValueMatch::Exact(h.value.clone()),
-                HttpRouteRulesMatchesHeadersType::RegularExpression => {
-                    ValueMatch::Regex(anchored(&format!("headers[{i}].value"), &h.value)?)
-                }
-            };
-            headers.push((h.name.to_ascii_lowercase(), value));
-        }
-        let mut query = Vec::new();
-        for (i, q) in m.query_params.iter().flatten().enumerate() {
-            let value = match q.r#type.clone().unwrap_or(HttpRouteRulesMatchesQueryParamsType::Exact) {
-                HttpRouteRulesMatchesQueryParamsType::Exact => ValueMatch::Exact(q.value.clone()),
-                HttpRouteRulesMatchesQueryParamsType::RegularExpression => {
-                    ValueMatch::Regex(anchored(&format!("queryParams[{i}].value"), &q.value)?)
-                }
-            };
-            query.push((q.name.clone(), value));
-        }
+        let headers = m
+            .headers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, h)| {
+                let regex = h.r#type == Some(HttpRouteRulesMatchesHeadersType::RegularExpression);
+                Ok((h.name.to_ascii_lowercase(), value_match(&format!("headers[{i}].value"), regex, &h.value)?))
+            })
+            .collect::<Result<_, MatchError>>()?;
+        let query = m
+            .query_params
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, q)| {
+                let regex = q.r#type == Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression);
+                Ok((q.name.clone(), value_match(&format!("queryParams[{i}].value"), regex, &q.value)?))
+            })
+            .collect::<Result<_, MatchError>>()?;
         Ok(HttpMatch { path, method, headers, query })
     }
 

@@ -26,7 +26,7 @@ use crate::gateway::api::gateways::{GatewayListeners, GatewayListenersAllowedRou
 use crate::gateway::api::httproutes::HttpRouteRulesBackendRefs;
 use crate::gateway::api::{GROUP, Gateway, HttpRoute, ReferenceGrant};
 use crate::routes::backend::{Backend, PortRef, Protocol, find_service_port, resolve_target};
-use crate::routes::{H2C_APP_PROTOCOL, Target};
+use crate::routes::{H2C_APP_PROTOCOL, ObjectKey, Target};
 
 /// The controller name of devingress's GatewayClasses.
 pub const CONTROLLER: &str = "devingress.dev/gateway-controller";
@@ -38,21 +38,6 @@ pub enum Slot {
     Http,
     /// devingress's HTTPS port (the Gateway's port 443).
     Https,
-}
-
-/// `namespace/name` of a Gateway API object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectRef {
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
 }
 
 /// One backend of a rule and its weight.
@@ -86,11 +71,11 @@ pub struct GatewayRule {
     /// Weighted round-robin cursor, shared by the rule's matches.
     cursor: Arc<AtomicUsize>,
     /// The route.
-    pub route: ObjectRef,
+    pub route: ObjectKey,
     /// The rule's index in the route.
     pub rule: usize,
     /// The Gateway and listener it came through.
-    pub via: (ObjectRef, String),
+    pub via: (ObjectKey, String),
     created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
@@ -117,7 +102,7 @@ struct HostRules {
 pub struct GatewayTable {
     slots: BTreeMap<Slot, Vec<(GatewayHost, HostRules)>>,
     /// The Gateways served (of devingress's classes, or named with `--gateway-class`).
-    pub gateways: Vec<ObjectRef>,
+    pub gateways: Vec<ObjectKey>,
     /// Problems, each naming the object and the field.
     pub warnings: Vec<String>,
 }
@@ -166,25 +151,19 @@ impl GatewayTable {
                 ours.contains(&g.spec.gateway_class_name.as_str()) || extra_classes.contains(&g.spec.gateway_class_name)
             })
             .collect();
-        let key = |ns: Option<&str>, name: Option<&str>| ObjectRef {
+        let key = |ns: Option<&str>, name: &str| ObjectKey {
             namespace: ns.unwrap_or_default().to_string(),
-            name: name.unwrap_or_default().to_string(),
+            name: name.to_string(),
         };
-        table.gateways =
-            served.iter().map(|g| key(g.metadata.namespace.as_deref(), g.metadata.name.as_deref())).collect();
+        table.gateways = served.iter().map(|g| ObjectKey::of(*g)).collect();
         let mut shared: HashMap<(String, String, u16), Arc<Backend>> = HashMap::new();
         let mut routes: Vec<&HttpRoute> = objects.http_routes.iter().map(|r| &**r).collect();
-        routes.sort_by_key(|r| {
-            (
-                r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                key(r.metadata.namespace.as_deref(), r.metadata.name.as_deref()),
-            )
-        });
+        routes.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), ObjectKey::of(*r)));
         for route in routes {
-            let route_key = key(route.metadata.namespace.as_deref(), route.metadata.name.as_deref());
+            let route_key = ObjectKey::of(route);
             let route_ns = route_key.namespace.as_str();
             // The listeners this route attaches to, with its hostnames on each.
-            let mut attached: Vec<(Slot, GatewayHost, ObjectRef, String)> = Vec::new();
+            let mut attached: Vec<(Slot, GatewayHost, ObjectKey, String)> = Vec::new();
             for (pi, parent) in route.spec.parent_refs.iter().flatten().enumerate() {
                 if parent.group.as_deref().is_some_and(|g| g != GROUP)
                     || parent.kind.as_deref().is_some_and(|k| k != "Gateway")
@@ -198,7 +177,7 @@ impl GatewayTable {
                 }) else {
                     continue;
                 };
-                let gw_key = key(Some(gw_ns), Some(&parent.name));
+                let gw_key = key(Some(gw_ns), &parent.name);
                 for l in &gw.spec.listeners {
                     if parent.section_name.as_deref().is_some_and(|s| s != l.name)
                         || parent.port.is_some_and(|p| p != l.port)
