@@ -78,6 +78,15 @@ pub fn class_conditions(generation: i64, bundle: Option<&str>, old: &[Value], no
     }
 }
 
+/// Now, as a condition's `lastTransitionTime` (RFC 3339, whole seconds).
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// Keeps devingress's GatewayClasses present and their status current.
 pub struct GatewayClassWriter {
     client: Client,
@@ -136,11 +145,7 @@ impl GatewayClassWriter {
                 b
             }
         };
-        let now = time::OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default();
+        let now = now();
         let mut by_name: BTreeMap<String, Value> = BTreeMap::new();
         for class in ours {
             let name = class.metadata.name.clone().unwrap_or_default();

@@ -5,6 +5,7 @@
 mod class;
 mod gateway;
 mod gateway_class;
+mod gateway_status;
 mod health;
 mod secrets;
 mod snapshot;
@@ -13,6 +14,7 @@ mod status;
 pub use class::ensure_class;
 pub use gateway::{GatewayStores, INSTALL_COMMAND as GATEWAY_API_INSTALL_COMMAND};
 pub use gateway_class::{GATEWAY_CLASS_NAME, GATEWAY_CONTROLLER, GatewayClassWriter};
+pub use gateway_status::GatewayStatusWriter;
 pub use health::Health;
 pub use secrets::SecretWatch;
 pub use snapshot::{GatewayObjects, Snapshot};

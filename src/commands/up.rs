@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::cluster::{
-    ADDRESS, ClusterWatch, GatewayClassWriter, SecretWatch, StatusWriter, current_entries, ensure_class,
+    ADDRESS, ClusterWatch, GatewayClassWriter, GatewayStatusWriter, SecretWatch, StatusWriter, current_entries,
+    ensure_class,
 };
 use crate::control::server::{ControlServer, Handles};
 use crate::control::{Action, ControlError};
@@ -101,7 +102,14 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     }
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
-    tokio::spawn(follow_gateway_classes(GatewayClassWriter::new(client.clone()), watch.clone(), table_rx.clone()));
+    let (stop_gateways, gateways_stop_rx) = oneshot::channel();
+    let gateway_status = tokio::spawn(follow_gateway_api(
+        GatewayClassWriter::new(client.clone()),
+        GatewayStatusWriter::new(client.clone()),
+        watch.clone(),
+        table_rx.clone(),
+        gateways_stop_rx,
+    ));
     let (stop_status, stop_rx) = oneshot::channel();
     let (lb_tx, lb_rx) = watch::channel(Arc::new(LbReport::default()));
     let lb_report = (!args.no_load_balancers).then(|| lb_rx.clone());
@@ -215,6 +223,8 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         let _ = task.await;
     }
     let _ = stop_status.send(());
+    let _ = stop_gateways.send(());
+    let _ = tokio::time::timeout(STATUS_CLEANUP, gateway_status).await;
     if tokio::time::timeout(STATUS_CLEANUP, status).await.is_err() {
         tracing::warn!("could not remove devingress's address from statuses within {STATUS_CLEANUP:?}");
     }
@@ -432,24 +442,32 @@ async fn ensure_class_once_synced(
     ensure_class(client, &watch.snapshot().ingress_classes, make_default).await;
 }
 
-/// Once the Gateway API's objects are listed, creates the `devingress`
-/// GatewayClass if needed and keeps devingress's classes `Accepted`.
-async fn follow_gateway_classes(
-    mut writer: GatewayClassWriter,
+/// Once the Gateway API's objects are listed: creates the `devingress`
+/// GatewayClass if needed, keeps devingress's classes `Accepted`, and keeps
+/// the status of served Gateways and their HTTPRoutes current; when `stop`
+/// fires, marks the Gateways no longer served.
+async fn follow_gateway_api(
+    mut classes: GatewayClassWriter,
+    mut status: GatewayStatusWriter,
     watch: Arc<ClusterWatch>,
     mut table: watch::Receiver<Arc<RouteTable>>,
+    mut stop: oneshot::Receiver<()>,
 ) {
     loop {
-        let classes = watch.snapshot().gateway.filter(|g| g.synced).map(|g| g.classes);
-        if let Some(classes) = classes {
-            writer.sync(&classes).await;
+        let objects = watch.snapshot().gateway.filter(|g| g.synced);
+        if let Some(objects) = &objects {
+            classes.sync(&objects.classes).await;
+            let t = table.borrow_and_update().clone();
+            status.sync(objects, &t.gateway.gateway_reports, &t.gateway.route_reports).await;
         }
-        let retry = writer.needs_retry();
+        let retry = classes.needs_retry() || status.needs_retry();
         tokio::select! {
-            changed = table.changed() => if changed.is_err() { return },
+            changed = table.changed() => if changed.is_err() { break },
             () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
+            _ = &mut stop => break,
         }
     }
+    status.clear_all(watch.snapshot().gateway.as_ref()).await;
 }
 
 /// Keeps the status of served Ingresses and LoadBalancer Services pointing

@@ -257,3 +257,80 @@ async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_
         d.log()
     );
 }
+
+#[tokio::test]
+async fn gateways_and_routes_get_their_status_and_a_clean_exit_leaves_them_pending() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [
+                   {"name": "http", "port": 80, "protocol": "HTTP"},
+                   {"name": "mysql", "port": 3306, "protocol": "TCP"}]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "ok", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["ok.example.com"],
+                        "rules": [{"backendRefs": [{"name": "alpaca", "port": 8080}, {"name": "nope", "port": 8080}]}]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "stranger", "namespace": "elsewhere"},
+               "spec": {"parentRefs": [{"name": "web", "namespace": "default"}],
+                        "rules": [{"backendRefs": [{"name": "alpaca", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let gateway = || c.api.get(GATEWAYS, "default", "web").unwrap()["status"].clone();
+    let cond = |v: &serde_json::Value, kind: &str| {
+        v["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+            .map(|c| (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string()))
+    };
+    let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+    assert!(
+        eventually(SETTLE, || async { cond(&gateway(), "Programmed") == pair("True", "Programmed") }).await,
+        "{}\n{}",
+        gateway(),
+        d.log()
+    );
+    let g = gateway();
+    assert_eq!(g["addresses"], json!([{"type": "IPAddress", "value": "127.0.0.1"}]));
+    assert_eq!(cond(&g, "Accepted"), pair("True", "Accepted"));
+    assert_eq!(g["listeners"][0]["attachedRoutes"], 1, "{g}");
+    assert_eq!(cond(&g["listeners"][0], "Programmed"), pair("True", "Programmed"));
+    assert_eq!(cond(&g["listeners"][1], "Accepted"), pair("False", "UnsupportedProtocol"));
+    assert_eq!(g["listeners"][1]["supportedKinds"], json!([]));
+    assert_eq!(g["listeners"][0]["conditions"][0]["observedGeneration"], 1);
+
+    let parent = |ns: &str, name: &str| c.api.get(HTTP_ROUTES, ns, name).unwrap()["status"]["parents"][0].clone();
+    assert!(
+        eventually(SETTLE, || async { cond(&parent("default", "ok"), "Accepted") == pair("True", "Accepted") }).await
+    );
+    let ok = parent("default", "ok");
+    assert_eq!(ok["controllerName"], "devingress.dev/gateway-controller");
+    assert_eq!(ok["parentRef"]["name"], "web");
+    assert_eq!(cond(&ok, "ResolvedRefs"), pair("False", "BackendNotFound"));
+    assert!(
+        eventually(SETTLE, || async {
+            cond(&parent("elsewhere", "stranger"), "Accepted") == pair("False", "NotAllowedByListeners")
+        })
+        .await
+    );
+
+    // A clean exit: no address, Programmed=False (Pending).
+    let (exit, log) = tokio::task::spawn_blocking(move || {
+        let mut d = d;
+        (d.terminate(SETTLE), d.log())
+    })
+    .await
+    .unwrap();
+    assert!(exit.expect("exits").success(), "{log}");
+    let g = gateway();
+    assert_eq!(cond(&g, "Programmed"), pair("False", "Pending"), "{g}\n{log}");
+    assert!(g.get("addresses").is_none_or(|a| a.is_null() || a == &json!([])), "{g}");
+}

@@ -97,6 +97,59 @@ struct HostRules {
     rules: Vec<GatewayRule>,
 }
 
+/// Why a condition is false: its reason and message.
+pub type Unmet = (&'static str, String);
+
+/// How one listener of a served Gateway stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerReport {
+    /// The listener's name.
+    pub name: String,
+    /// The route kinds it supports (`HTTPRoute` for HTTP and HTTPS).
+    pub supported_kinds: Vec<&'static str>,
+    /// How many routes attach to it.
+    pub attached_routes: usize,
+    /// `Ok` when it is accepted and programmed, else why not.
+    pub accepted: Result<(), Unmet>,
+}
+
+/// How a served Gateway stands, for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayReport {
+    /// The Gateway.
+    pub gateway: ObjectKey,
+    /// Its `metadata.generation`.
+    pub generation: i64,
+    /// Whether its class is devingress's (status is written only then).
+    pub ours: bool,
+    /// Its listeners, in order.
+    pub listeners: Vec<ListenerReport>,
+}
+
+/// How a route stands toward one of its parentRefs to a served Gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParentReport {
+    /// The parentRef as the route wrote it (for `status.parents[].parentRef`).
+    pub parent_ref: serde_json::Value,
+    /// Whether that Gateway's class is devingress's.
+    pub ours: bool,
+    /// `Accepted`, or why not (`NotAllowedByListeners`, `NoMatchingListenerHostname`, `NoMatchingParent`).
+    pub accepted: Result<(), Unmet>,
+    /// `ResolvedRefs`, or why not (`BackendNotFound`, `RefNotPermitted`, `InvalidKind`).
+    pub resolved: Result<(), Unmet>,
+}
+
+/// How a route stands, for its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteReport {
+    /// The route.
+    pub route: ObjectKey,
+    /// Its `metadata.generation`.
+    pub generation: i64,
+    /// One entry per parentRef to a served Gateway.
+    pub parents: Vec<ParentReport>,
+}
+
 /// Every Gateway route devingress serves.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayTable {
@@ -105,6 +158,10 @@ pub struct GatewayTable {
     pub gateways: Vec<ObjectKey>,
     /// Problems, each naming the object and the field.
     pub warnings: Vec<String>,
+    /// How each served Gateway stands.
+    pub gateway_reports: Vec<GatewayReport>,
+    /// How each route attached (or not) to served Gateways.
+    pub route_reports: Vec<RouteReport>,
 }
 
 /// Whether a ReferenceGrant in `to_ns` lets an HTTPRoute in `from_ns` use Service `name`.
@@ -156,6 +213,36 @@ impl GatewayTable {
             name: name.to_string(),
         };
         table.gateways = served.iter().map(|g| ObjectKey::of(*g)).collect();
+        for g in &served {
+            let gw_key = ObjectKey::of(*g);
+            let listeners = g
+                .spec
+                .listeners
+                .iter()
+                .map(|l| {
+                    let accepted = match (l.protocol.as_str(), l.port) {
+                        ("HTTP", 80) | ("HTTPS", 443) => Ok(()),
+                        ("HTTP" | "HTTPS", n) => Err((
+                            "PortUnavailable",
+                            format!("devingress serves HTTP on port 80 and HTTPS on port 443, not yet port {n}"),
+                        )),
+                        (p, _) => Err(("UnsupportedProtocol", format!("devingress does not serve {p} listeners yet"))),
+                    };
+                    if let Err((_, why)) = &accepted {
+                        table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
+                    }
+                    let supported_kinds =
+                        if matches!(l.protocol.as_str(), "HTTP" | "HTTPS") { vec!["HTTPRoute"] } else { vec![] };
+                    ListenerReport { name: l.name.clone(), supported_kinds, attached_routes: 0, accepted }
+                })
+                .collect();
+            table.gateway_reports.push(GatewayReport {
+                gateway: gw_key,
+                generation: g.metadata.generation.unwrap_or(0),
+                ours: ours.contains(&g.spec.gateway_class_name.as_str()),
+                listeners,
+            });
+        }
         let mut shared: HashMap<(String, String, u16), Arc<Backend>> = HashMap::new();
         let mut routes: Vec<&HttpRoute> = objects.http_routes.iter().map(|r| &**r).collect();
         routes.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), ObjectKey::of(*r)));
@@ -164,6 +251,7 @@ impl GatewayTable {
             let route_ns = route_key.namespace.as_str();
             // The listeners this route attaches to, with its hostnames on each.
             let mut attached: Vec<(Slot, GatewayHost, ObjectKey, String)> = Vec::new();
+            let mut parents = Vec::new();
             for (pi, parent) in route.spec.parent_refs.iter().flatten().enumerate() {
                 if parent.group.as_deref().is_some_and(|g| g != GROUP)
                     || parent.kind.as_deref().is_some_and(|k| k != "Gateway")
@@ -171,30 +259,27 @@ impl GatewayTable {
                     continue;
                 }
                 let gw_ns = parent.namespace.as_deref().unwrap_or(route_ns);
-                let Some(gw) = served.iter().find(|g| {
+                let Some(gi) = served.iter().position(|g| {
                     g.metadata.namespace.as_deref() == Some(gw_ns)
                         && g.metadata.name.as_deref() == Some(parent.name.as_str())
                 }) else {
                     continue;
                 };
+                let gw = served[gi];
                 let gw_key = key(Some(gw_ns), &parent.name);
-                for l in &gw.spec.listeners {
+                let before = attached.len();
+                let (mut named, mut allowed_somewhere) = (false, false);
+                for (li, l) in gw.spec.listeners.iter().enumerate() {
                     if parent.section_name.as_deref().is_some_and(|s| s != l.name)
                         || parent.port.is_some_and(|p| p != l.port)
                     {
                         continue;
                     }
+                    named = true;
                     let slot = match (l.protocol.as_str(), l.port) {
                         ("HTTP", 80) => Slot::Http,
                         ("HTTPS", 443) => Slot::Https,
-                        (p, n) => {
-                            table.warnings.push(format!(
-                                "Gateway {gw_key}: listener {:?} ({p} on port {n}) is not served yet; devingress serves \
-                                 HTTP on port 80 and HTTPS on port 443 for now",
-                                l.name
-                            ));
-                            continue;
-                        }
+                        _ => continue,
                     };
                     if !allows_http_route(l) {
                         continue;
@@ -215,21 +300,49 @@ impl GatewayTable {
                     if !allowed {
                         continue;
                     }
+                    allowed_somewhere = true;
                     let listener_host = GatewayHost::parse(l.hostname.as_deref());
                     let route_hosts: Vec<GatewayHost> = match route.spec.hostnames.as_deref() {
                         None | Some([]) => vec![GatewayHost::Any],
                         Some(hs) => hs.iter().map(|h| GatewayHost::parse(Some(h))).collect(),
                     };
+                    let mut on_listener = false;
                     for rh in route_hosts {
                         if let Some(host) = GatewayHost::intersect(&listener_host, &rh) {
                             attached.push((slot, host, gw_key.clone(), l.name.clone()));
+                            on_listener = true;
                         }
                     }
+                    if on_listener {
+                        table.gateway_reports[gi].listeners[li].attached_routes += 1;
+                    }
                 }
+                let accepted = if attached.len() > before {
+                    Ok(())
+                } else if !named {
+                    Err(("NoMatchingParent", format!("Gateway {gw_key} has no listener that the parentRef names")))
+                } else if allowed_somewhere {
+                    Err((
+                        "NoMatchingListenerHostname",
+                        format!("no hostname of the route matches a listener of Gateway {gw_key}"),
+                    ))
+                } else {
+                    Err(("NotAllowedByListeners", format!("no listener of Gateway {gw_key} allows this route")))
+                };
+                parents.push(ParentReport {
+                    parent_ref: serde_json::to_value(parent).unwrap_or_default(),
+                    ours: table.gateway_reports[gi].ours,
+                    accepted,
+                    resolved: Ok(()),
+                });
             }
+            let mut report =
+                RouteReport { route: route_key.clone(), generation: route.metadata.generation.unwrap_or(0), parents };
             if attached.is_empty() {
+                table.route_reports.push(report);
                 continue;
             }
+            let mut unresolved: Option<Unmet> = None;
             for (ri, rule) in route.spec.rules.iter().flatten().enumerate() {
                 if rule.filters.as_ref().is_some_and(|f| !f.is_empty()) {
                     table.warnings.push(format!(
@@ -261,6 +374,12 @@ impl GatewayTable {
                     .flatten()
                     .map(|b| backend(b, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared))
                     .collect();
+                if unresolved.is_none() {
+                    unresolved = backends.iter().find_map(|b| match b {
+                        WeightedBackend::Invalid { reason, message, .. } => Some((*reason, message.clone())),
+                        WeightedBackend::Service { .. } => None,
+                    });
+                }
                 let backends = Arc::new(backends);
                 let cursor = Arc::new(AtomicUsize::new(0));
                 for (slot, host, gw, listener) in &attached {
@@ -285,6 +404,12 @@ impl GatewayTable {
                     }
                 }
             }
+            if let Some(unmet) = unresolved {
+                for p in &mut report.parents {
+                    p.resolved = Err(unmet.clone());
+                }
+            }
+            table.route_reports.push(report);
         }
         // Most specific hostname first (rule 9); within one, by precedence (rule 13).
         for hosts in table.slots.values_mut() {
@@ -515,6 +640,19 @@ mod tests {
             ]),
         );
         let t = build(&o, &[svc("gw", "s"), svc("team", "s")]);
+        // Reports for status: attached counts per listener, and why a parentRef did not attach.
+        let web = t.gateway_reports.iter().find(|g| g.gateway.name == "web").unwrap();
+        let counts: Vec<(&str, usize)> = web.listeners.iter().map(|l| (l.name.as_str(), l.attached_routes)).collect();
+        assert_eq!(counts, [("http", 1), ("apps", 1), ("https", 2)], "a.test is not under *.apps.test");
+        assert!(web.ours);
+        let reason = |name: &str| {
+            let r = t.route_reports.iter().find(|r| r.route.name == name).unwrap();
+            r.parents[0].accepted.as_ref().err().map(|e| e.0).unwrap_or("Accepted")
+        };
+        assert_eq!(reason("all-listeners"), "Accepted");
+        assert_eq!(reason("same-only"), "NotAllowedByListeners");
+        assert_eq!(reason("from-all"), "Accepted");
+        assert!(t.route_reports.iter().find(|r| r.route.name == "foreign").unwrap().parents.is_empty());
         assert_eq!(who(&t, Slot::Http, "a.test", "/"), "all-listeners/0");
         assert_eq!(who(&t, Slot::Https, "a.test", "/"), "all-listeners/0");
         assert_eq!(who(&t, Slot::Http, "b.test", "/"), "-", "port 443 only");
@@ -615,9 +753,9 @@ mod tests {
         );
         let t = build(&o, &[]);
         assert!(
-            t.warnings
-                .iter()
-                .any(|w| w.contains("Gateway gw/web: listener \"tcp\" (TCP on port 5432) is not served yet")),
+            t.warnings.iter().any(|w| w.contains(
+                "Gateway gw/web: listener \"tcp\" is not served: devingress does not serve TCP listeners yet"
+            )),
             "{:?}",
             t.warnings
         );
