@@ -372,7 +372,7 @@ async fn follow_resolver(
     let mut said_wildcards = false;
     let mut failing: Option<String> = None;
     loop {
-        let hosts: Vec<String> = table.borrow_and_update().groups.iter().map(|g| g.host.to_string()).collect();
+        let hosts: Vec<String> = table.borrow_and_update().served_hosts.iter().map(ToString::to_string).collect();
         let hosts = if resolver.handles_wildcards() {
             hosts
         } else {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::RecordType;
 
-use crate::routes::{HostPattern, RouteTable};
+use crate::routes::RouteTable;
 
 /// The answer to one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,21 +24,15 @@ pub enum Answer {
     Refused,
 }
 
-/// A served name: one exact host, or one label under a wildcard's domain.
+/// A served name: an exact host, or a name under a wildcard's domain (one
+/// label deeper for an Ingress wildcard, any depth for a Gateway's).
 fn is_served(table: &RouteTable, name: &str) -> bool {
-    table.groups.iter().any(|g| match &g.host {
-        HostPattern::Exact(h) => h == name,
-        HostPattern::Wildcard(_) => g.host.matches(name),
-        HostPattern::Any => false,
-    })
+    table.served_hosts.iter().any(|h| h.matches(name))
 }
 
 /// The zones: each exact host, and each wildcard's domain.
 fn zones(table: &RouteTable) -> impl Iterator<Item = &str> {
-    table.groups.iter().filter_map(|g| match &g.host {
-        HostPattern::Exact(h) | HostPattern::Wildcard(h) => Some(h.as_str()),
-        HostPattern::Any => None,
-    })
+    table.served_hosts.iter().map(|h| h.zone())
 }
 
 /// Answers `name` (any case, with or without the final dot) for `qtype`.

@@ -88,6 +88,54 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// A host name the table serves, whichever API named it: what DNS
+/// answers, what certificates are minted for and what the OS resolver sends
+/// to devingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedHost {
+    /// One name.
+    Exact(String),
+    /// Names under `suffix`: one label deeper (an Ingress wildcard), or any
+    /// number of labels (a Gateway API wildcard).
+    Wildcard {
+        /// The domain, without `*.`.
+        suffix: String,
+        /// Whether names more than one label deeper are served too.
+        any_depth: bool,
+    },
+}
+
+impl ServedHost {
+    /// Whether a lower-case name without the final dot is served.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            ServedHost::Exact(h) => h == name,
+            ServedHost::Wildcard { suffix, any_depth } => match name.strip_suffix(suffix.as_str()) {
+                Some(rest) if rest.len() > 1 && rest.ends_with('.') => {
+                    *any_depth || !rest[..rest.len() - 1].contains('.')
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Its DNS zone: the exact name, or the wildcard's domain.
+    pub fn zone(&self) -> &str {
+        match self {
+            ServedHost::Exact(h) | ServedHost::Wildcard { suffix: h, .. } => h,
+        }
+    }
+}
+
+impl fmt::Display for ServedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServedHost::Exact(h) => f.write_str(h),
+            ServedHost::Wildcard { suffix, .. } => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
 /// A path of a host group and where it goes.
 #[derive(Debug, Clone)]
 pub struct PathRoute {
@@ -204,6 +252,8 @@ pub struct RouteTable {
     pub load_balancers: Vec<LoadBalancer>,
     /// Routes of Gateways (HTTPRoutes), which take a host before Ingresses do.
     pub gateway: gateway::GatewayTable,
+    /// Every host name served, from Ingresses and Gateway routes alike.
+    pub served_hosts: Vec<ServedHost>,
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
     any: Option<usize>,
@@ -281,6 +331,40 @@ impl RouteTable {
         }
         seen
     }
+}
+
+/// The host names of the Ingress host groups and the Gateway routes, each
+/// once (a Gateway wildcard wins over an Ingress one on the same domain: it
+/// covers more).
+fn served_hosts(table: &RouteTable) -> Vec<ServedHost> {
+    let mut out: Vec<ServedHost> = Vec::new();
+    let ingress = table.groups.iter().filter_map(|g| match &g.host {
+        HostPattern::Exact(h) => Some(ServedHost::Exact(h.clone())),
+        HostPattern::Wildcard(s) => Some(ServedHost::Wildcard { suffix: s.clone(), any_depth: false }),
+        HostPattern::Any => None,
+    });
+    let gateway = [gateway::Slot::Http, gateway::Slot::Https].into_iter().flat_map(|slot| {
+        table.gateway.hosts(slot).into_iter().filter_map(|h| match h {
+            gateway::GatewayHost::Exact(h) => Some(ServedHost::Exact(h.clone())),
+            gateway::GatewayHost::Wildcard(s) => Some(ServedHost::Wildcard { suffix: s.clone(), any_depth: true }),
+            gateway::GatewayHost::Any => None,
+        })
+    });
+    for host in ingress.chain(gateway) {
+        match out.iter_mut().find(|o| {
+            o.zone() == host.zone()
+                && matches!(o, ServedHost::Wildcard { .. }) == matches!(host, ServedHost::Wildcard { .. })
+        }) {
+            Some(ServedHost::Wildcard { any_depth, .. }) => {
+                if let ServedHost::Wildcard { any_depth: true, .. } = host {
+                    *any_depth = true;
+                }
+            }
+            Some(_) => {}
+            None => out.push(host),
+        }
+    }
+    out
 }
 
 /// A backend reference that passed validation, before it is shared.
@@ -453,6 +537,7 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
         }
     }
     table.groups = groups;
+    table.served_hosts = served_hosts(&table);
     table
 }
 

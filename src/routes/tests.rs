@@ -527,3 +527,25 @@ fn requests_count_under_the_served_host_pattern() {
     assert_eq!(t.served_as("deep.web.apps.test"), None, "a wildcard covers one label");
     assert_eq!(t.served_as("other.test"), None);
 }
+
+#[test]
+fn served_hosts_merge_ingress_and_gateway_names_and_gateway_wildcards_reach_any_depth() {
+    let ingress_wild = ServedHost::Wildcard { suffix: "apps.test".into(), any_depth: false };
+    assert!(ingress_wild.matches("a.apps.test"));
+    assert!(!ingress_wild.matches("a.b.apps.test"), "an Ingress wildcard covers one label");
+    assert!(!ingress_wild.matches("apps.test"));
+    let gateway_wild = ServedHost::Wildcard { suffix: "apps.test".into(), any_depth: true };
+    assert!(gateway_wild.matches("a.b.apps.test"), "a Gateway wildcard covers any depth");
+    assert!(!gateway_wild.matches("xapps.test"));
+    assert_eq!(gateway_wild.to_string(), "*.apps.test");
+    assert_eq!(gateway_wild.zone(), "apps.test");
+    let t = table_for_hosts(&["alpaca.example.com", "*.apps.test", ""]);
+    assert_eq!(
+        t.served_hosts,
+        [
+            ServedHost::Exact("alpaca.example.com".into()),
+            ServedHost::Wildcard { suffix: "apps.test".into(), any_depth: false }
+        ],
+        "the catch-all host names nothing"
+    );
+}

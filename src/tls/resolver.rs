@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::leaves::LeafStore;
 use super::secret::SecretCerts;
-use crate::routes::{HostPattern, RouteTable, normalize_request_host};
+use crate::routes::{HostPattern, RouteTable, ServedHost, normalize_request_host};
 
 /// Which certificate serves a handshake: `(host pattern, certificate name)`,
 /// or `None` to refuse it. Certificates are minted only for hosts with a
@@ -18,9 +18,9 @@ use crate::routes::{HostPattern, RouteTable, normalize_request_host};
 pub fn choose(table: &RouteTable, sni: Option<&str>) -> Option<(Option<HostPattern>, String)> {
     let Some(sni) = sni.map(normalize_request_host) else {
         let exact: Vec<&String> = table
-            .groups
+            .served_hosts
             .iter()
-            .filter_map(|g| if let HostPattern::Exact(h) = &g.host { Some(h) } else { None })
+            .filter_map(|h| if let ServedHost::Exact(h) = h { Some(h) } else { None })
             .collect();
         return Some(match exact.as_slice() {
             [only] => (Some(HostPattern::Exact((*only).clone())), (*only).clone()),
@@ -30,14 +30,18 @@ pub fn choose(table: &RouteTable, sni: Option<&str>) -> Option<(Option<HostPatte
     if sni == "localhost" {
         return Some((None, sni));
     }
-    if table.groups.iter().any(|g| g.host == HostPattern::Exact(sni.clone())) {
+    if table.served_hosts.contains(&ServedHost::Exact(sni.clone())) {
         return Some((Some(HostPattern::Exact(sni.clone())), sni));
     }
-    table
-        .groups
-        .iter()
-        .find(|g| matches!(g.host, HostPattern::Wildcard(_)) && g.host.matches(&sni))
-        .map(|g| (Some(g.host.clone()), g.host.to_string()))
+    let wildcard = table.served_hosts.iter().find(|h| matches!(h, ServedHost::Wildcard { .. }) && h.matches(&sni))?;
+    // A certificate wildcard covers one label: a name deeper under a
+    // Gateway wildcard gets a certificate of its own.
+    let one_label = sni.strip_suffix(wildcard.zone()).is_some_and(|rest| !rest[..rest.len() - 1].contains('.'));
+    Some(if one_label {
+        (Some(HostPattern::Wildcard(wildcard.zone().to_string())), wildcard.to_string())
+    } else {
+        (Some(HostPattern::Exact(sni.clone())), sni)
+    })
 }
 
 /// The rustls certificate resolver of the HTTPS listener.

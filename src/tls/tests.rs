@@ -201,3 +201,19 @@ fn secret_certificates_are_checked() {
     let expired = secret::load(&[host("secure.example.com")], &HashMap::from([(r, good)]), now + Duration::days(100));
     assert!(expired.problems[0].1.contains("expired"), "{:?}", expired.problems);
 }
+
+#[test]
+fn a_name_deep_under_a_gateway_wildcard_gets_a_certificate_of_its_own() {
+    use crate::routes::ServedHost;
+    let mut table = crate::routes::table_for_hosts(&["alpaca.example.com"]);
+    table.served_hosts.push(ServedHost::Wildcard { suffix: "apps.test".into(), any_depth: true });
+    assert_eq!(
+        crate::tls::resolver::choose(&table, Some("a.apps.test")),
+        Some((Some(HostPattern::Wildcard("apps.test".into())), "*.apps.test".into()))
+    );
+    assert_eq!(
+        crate::tls::resolver::choose(&table, Some("a.b.apps.test")),
+        Some((Some(HostPattern::Exact("a.b.apps.test".into())), "a.b.apps.test".into()))
+    );
+    assert_eq!(crate::tls::resolver::choose(&table, Some("apps.test")), None);
+}

@@ -230,6 +230,13 @@ async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_
     let alpaca: usize = split.iter().filter(|(k, _)| k.starts_with("alpaca")).map(|(_, n)| n).sum();
     assert!((285..=315).contains(&alpaca), "{split:?}");
     assert_eq!(split.get("bandicoot-0").copied().unwrap_or(0), 400 - alpaca, "{split:?}");
+    // The route's hostname resolves through devingress's DNS, like an Ingress host.
+    crate::support::devingress::require("dig", "dnsutils", "it asks devingress's DNS server");
+    let dig = std::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &d.dns_port.unwrap().to_string(), "+short", "shop.example.com", "A"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
     // The Ingress's other host is untouched; the taken host follows the HTTPRoute.
     assert_eq!(
         get(d.port, "alpaca.example.com", "/").await.pod().as_deref().map(|p| p.starts_with("alpaca")),
