@@ -156,6 +156,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         https: None,
         dns: dns.as_ref().and_then(|d| d.addrs.first()).map(|a| a.to_string()),
     };
+    let http_port = listener.local_addr()?.port();
     if let Some((listener, leaves, ca, ca_path)) = https {
         let addr = listener.local_addr()?;
         https_port = Some(addr.port());
@@ -170,6 +171,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
             health: watch.health(),
             proto: "https",
             https_port: None,
+            http_port,
             status: hub.clone(),
         });
         tracing::info!("serving HTTPS on https://{addr}");
@@ -200,8 +202,15 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     hub.set_listeners(listeners);
     tracing::info!("serving HTTP on http://{addr}");
     tracing::info!("status page: http://{}:{}/", crate::status::STATUS_HOST, addr.port());
-    let proxy =
-        Arc::new(Proxy { table: table_rx, upstream, health: watch.health(), proto: "http", https_port, status: hub });
+    let proxy = Arc::new(Proxy {
+        table: table_rx,
+        upstream,
+        health: watch.health(),
+        proto: "http",
+        https_port,
+        http_port,
+        status: hub,
+    });
     servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
     let exit = tokio::select! {
         () = shutdown => Exit::Stopped,

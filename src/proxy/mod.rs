@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::Health;
-use crate::routes::gateway::{GatewayAction, RequestParts, Slot};
+use crate::routes::gateway::{self, Filter, GatewayAction, Origin, RequestParts, Slot};
 use crate::routes::{RouteTable, normalize_request_host};
 use crate::status::{STATUS_HOST, StatusHub};
 use crate::upstream::{RequestHead, Upstream};
@@ -48,6 +48,8 @@ pub struct Proxy {
     /// The HTTPS port, when HTTPS is served: `spec.tls` hosts on the HTTP
     /// listener are redirected there (rule 19).
     pub https_port: Option<u16>,
+    /// The HTTP port, for redirects of Gateway routes.
+    pub http_port: u16,
     /// The status model: counters, pause, and the status page.
     pub status: Arc<StatusHub>,
 }
@@ -164,6 +166,47 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
     res
 }
 
+/// The answer of a rule with a `RequestRedirect` filter (rule 16).
+fn gateway_redirect(
+    proxy: &Proxy,
+    rule: &gateway::table::GatewayRule,
+    slot: Slot,
+    local_port: u16,
+    host: &str,
+    req: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    let Some(Filter::Redirect { scheme, hostname, port, path, status }) =
+        rule.filters.iter().find(|f| matches!(f, Filter::Redirect { .. }))
+    else {
+        return pages::page(StatusCode::INTERNAL_SERVER_ERROR, "A redirect rule without a redirect.", "");
+    };
+    let origin = Origin {
+        scheme: proxy.proto,
+        host,
+        listener_port: if slot == Slot::Https { 443 } else { 80 },
+        http_port: if proxy.proto == "http" { local_port } else { proxy.http_port },
+        https_port: if proxy.proto == "https" { Some(local_port) } else { proxy.https_port },
+    };
+    let new_path = match path {
+        Some(change) => gateway::filters::changed_path(change, req.uri().path(), &rule.matched.path),
+        None => req.uri().path().to_string(),
+    };
+    let location = gateway::filters::redirect_location(
+        scheme.as_deref(),
+        hostname.as_deref(),
+        *port,
+        &new_path,
+        req.uri().query(),
+        origin,
+    );
+    let mut res = Response::new(http_body_util::Empty::new().map_err(|n| match n {}).boxed());
+    *res.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
 /// The status page, its JSON, or a 404.
 fn status_page(proxy: &Proxy, path: &str) -> Response<ProxyBody> {
     match path {
@@ -192,8 +235,13 @@ async fn forward(
     let slot = if proxy.proto == "https" { Slot::Https } else { Slot::Http };
     let parts =
         RequestParts { path: &path, method: req.method().as_str(), headers: req.headers(), query: req.uri().query() };
+    let mut rule = None;
     let backend = match table.gateway.route(slot, &host, &parts) {
-        Some(GatewayAction::Forward(backend, _)) => backend.clone(),
+        Some(GatewayAction::Forward(backend, r)) => {
+            rule = Some(r);
+            backend.clone()
+        }
+        Some(GatewayAction::Redirect(r)) => return gateway_redirect(proxy, r, slot, local_port, &host, &req),
         Some(GatewayAction::Fail(why, rule)) => {
             return pages::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -243,11 +291,26 @@ async fn forward(
             }
         }
         set_forwarded(&mut headers, &info);
-        let head = RequestHead {
-            method: parts.method,
-            path_and_query: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
-            headers,
-        };
+        let mut path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
+            match filter {
+                Filter::RequestHeaders(edits) => edits.apply(&mut headers),
+                Filter::Rewrite { hostname, path: change } => {
+                    if let Some(h) = hostname.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()) {
+                        headers.insert(header::HOST, h);
+                    }
+                    if let (Some(change), Some(r)) = (change, rule) {
+                        let new = gateway::filters::changed_path(change, &path, &r.matched.path);
+                        path_and_query = match parts.uri.query() {
+                            Some(q) => format!("{new}?{q}"),
+                            None => new,
+                        };
+                    }
+                }
+                Filter::ResponseHeaders(_) | Filter::Redirect { .. } => {}
+            }
+        }
+        let head = RequestHead { method: parts.method, path_and_query, headers };
         let mut res = match proxy.upstream.send(&backend, ep, &head, body.boxed()).await {
             Ok(answer) => {
                 tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "answered");
@@ -285,6 +348,11 @@ async fn forward(
         }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, None);
+        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
+            if let Filter::ResponseHeaders(edits) = filter {
+                edits.apply(&mut parts.headers);
+            }
+        }
         Response::from_parts(parts, body.boxed())
     }
     .instrument(span)

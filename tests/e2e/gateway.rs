@@ -341,3 +341,81 @@ async fn gateways_and_routes_get_their_status_and_a_clean_exit_leaves_them_pendi
     assert_eq!(cond(&g, "Programmed"), pair("False", "Pending"), "{g}\n{log}");
     assert!(g.get("addresses").is_none_or(|a| a.is_null() || a == &json!([])), "{g}");
 }
+
+#[tokio::test]
+async fn filters_modify_headers_redirect_and_rewrite() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    use http_body_util::{BodyExt, Full};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    let to_alpaca = json!([{"name": "alpaca", "port": 8080}]);
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "filters", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["filters.example.com"], "rules": [
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/headers"}}], "backendRefs": to_alpaca,
+                    "filters": [
+                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                            "set": [{"name": "X-Env", "value": "test"}], "add": [{"name": "x-add", "value": "two"}],
+                            "remove": ["x-gone"]}},
+                        {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "x-resp", "value": "yes"}]}}]},
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+                    "filters": [{"type": "RequestRedirect", "requestRedirect": {
+                        "scheme": "https", "statusCode": 301,
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}]},
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "backendRefs": to_alpaca,
+                    "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "internal.example",
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let send = |path: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let port = d.port;
+        async move {
+            let mut req =
+                http::Request::get(format!("http://127.0.0.1:{port}{path}")).header("host", "filters.example.com");
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let res = crate::support::devingress::http_client()
+                .request(req.body(Full::new(bytes::Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (parts, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    // Served by the route (not yet the Ingresses' default backend, as before the CRDs are found).
+    assert!(
+        eventually(SETTLE, || async {
+            send("/headers", vec![]).await.1["pod"].as_str().is_some_and(|p| p.starts_with("alpaca"))
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    let (parts, seen) = send("/headers", vec![("x-env", "prod"), ("x-add", "one"), ("x-gone", "bye")]).await;
+    assert_eq!(seen["headers"]["x-env"], "test", "{seen}");
+    assert!(seen["headers"]["x-add"].as_str().is_some_and(|v| v.contains("one") && v.contains("two")), "{seen}");
+    assert!(seen["headers"].get("x-gone").is_none(), "{seen}");
+    assert_eq!(parts.headers["x-resp"], "yes");
+
+    let (parts, _) = send("/old/page?q=1", vec![]).await;
+    assert_eq!(parts.status, 301);
+    // HTTPS is served on another port than 443 here: the Location names it.
+    assert_eq!(
+        parts.headers["location"],
+        format!("https://filters.example.com:{}/new/page?q=1", d.https_port.unwrap()).as_str()
+    );
+
+    let (parts, seen) = send("/api/items?x=1", vec![]).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(seen["path"], "/v2/items?x=1", "{seen}");
+    assert_eq!(seen["headers"]["host"], "internal.example", "{seen}");
+}

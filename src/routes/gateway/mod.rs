@@ -2,10 +2,12 @@
 //! wildcards, and HTTPRoute matches with their precedence. The routing
 //! table builds Gateway routes from these.
 
+pub mod filters;
 pub mod hostname;
 pub mod matching;
 pub mod table;
 
+pub use filters::{Filter, Origin};
 pub use hostname::GatewayHost;
 pub use matching::{HttpMatch, MatchError, PathMatch, RequestParts, ValueMatch};
 pub use table::{GatewayAction, GatewayTable, Slot};

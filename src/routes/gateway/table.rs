@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::{GatewayHost, HttpMatch, RequestParts};
+use super::{Filter, GatewayHost, HttpMatch, RequestParts};
 use crate::cluster::GatewayObjects;
 use crate::gateway::api::gateways::{GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom};
 use crate::gateway::api::httproutes::HttpRouteRulesBackendRefs;
@@ -68,6 +68,8 @@ pub struct GatewayRule {
     pub matched: HttpMatch,
     /// The rule's backends.
     pub backends: Arc<Vec<WeightedBackend>>,
+    /// The rule's filters, in order.
+    pub filters: Arc<Vec<Filter>>,
     /// Weighted round-robin cursor, shared by the rule's matches.
     cursor: Arc<AtomicUsize>,
     /// The route.
@@ -87,6 +89,8 @@ pub enum GatewayAction<'a> {
     /// Answer it with 500: the share of an invalid backendRef, or a rule
     /// without a usable backend.
     Fail(String, &'a GatewayRule),
+    /// The rule answers with a redirect of its own (`RequestRedirect`).
+    Redirect(&'a GatewayRule),
     /// The host is a Gateway route's, but no rule matches: 404.
     NoRule,
 }
@@ -344,12 +348,18 @@ impl GatewayTable {
             }
             let mut unresolved: Option<Unmet> = None;
             for (ri, rule) in route.spec.rules.iter().flatten().enumerate() {
-                if rule.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-                    table.warnings.push(format!(
-                        "HTTPRoute {route_key}: spec.rules[{ri}].filters: filters are not supported yet; the rule is not served"
-                    ));
-                    continue;
-                }
+                let raw: Vec<serde_json::Value> =
+                    rule.filters.iter().flatten().filter_map(|f| serde_json::to_value(f).ok()).collect();
+                let has_backends = rule.backend_refs.as_ref().is_some_and(|b| !b.is_empty());
+                let filters = match super::filters::parse(&raw, has_backends) {
+                    Ok(f) => Arc::new(f),
+                    Err((field, why)) => {
+                        table.warnings.push(format!(
+                            "HTTPRoute {route_key}: spec.rules[{ri}].{field}: {why}; the rule is not served"
+                        ));
+                        continue;
+                    }
+                };
                 let matches: Result<Vec<HttpMatch>, String> = match rule.matches.as_deref() {
                     None | Some([]) => Ok(vec![HttpMatch::everything()]),
                     Some(ms) => ms
@@ -395,6 +405,7 @@ impl GatewayTable {
                         entry.rules.push(GatewayRule {
                             matched: m.clone(),
                             backends: backends.clone(),
+                            filters: filters.clone(),
                             cursor: cursor.clone(),
                             route: route_key.clone(),
                             rule: ri,
@@ -435,6 +446,9 @@ impl GatewayTable {
         let Some(rule) = rules.rules.iter().find(|r| r.matched.matches(req)) else {
             return Some(GatewayAction::NoRule);
         };
+        if rule.filters.iter().any(|f| matches!(f, Filter::Redirect { .. })) {
+            return Some(GatewayAction::Redirect(rule));
+        }
         let total: usize = rule.backends.iter().map(|b| weight(b) as usize).sum();
         if total == 0 {
             return Some(GatewayAction::Fail(
@@ -582,6 +596,7 @@ mod tests {
         match t.route(slot, host, &req) {
             None => "-".into(),
             Some(GatewayAction::NoRule) => "404".into(),
+            Some(GatewayAction::Redirect(r)) => format!("redirect {}/{}", r.route.name, r.rule),
             Some(GatewayAction::Fail(..)) => "500".into(),
             Some(GatewayAction::Forward(_, r)) => format!("{}/{}", r.route.name, r.rule),
         }
@@ -747,7 +762,7 @@ mod tests {
                 "r",
                 "2026-01-01T00:00:00Z",
                 json!({"parentRefs": [{"name": "web"}], "rules": [
-                {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]},
+                {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80}}}]},
                 {"matches": [{"path": {"type": "RegularExpression", "value": "("}}]}]})
             )]),
         );
@@ -759,7 +774,13 @@ mod tests {
             "{:?}",
             t.warnings
         );
-        assert!(t.warnings.iter().any(|w| w.contains("HTTPRoute gw/r: spec.rules[0].filters")), "{:?}", t.warnings);
+        assert!(
+            t.warnings.iter().any(
+                |w| w.contains("HTTPRoute gw/r: spec.rules[0].filters[0].type: RequestMirror is not supported yet")
+            ),
+            "{:?}",
+            t.warnings
+        );
         assert!(
             t.warnings
                 .iter()

@@ -111,8 +111,15 @@ async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<PodBody> {
     if req.headers().get(header::CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"application/grpc")) {
         return grpc_echo(pod, req);
     }
-    let headers: serde_json::Map<String, serde_json::Value> =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or("")))).collect();
+    // A header sent more than once reads as its values joined by commas.
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .keys()
+        .map(|k| {
+            let values: Vec<&str> = req.headers().get_all(k).iter().map(|v| v.to_str().unwrap_or("")).collect();
+            (k.as_str().to_string(), json!(values.join(",")))
+        })
+        .collect();
     let method = req.method().to_string();
     let version = format!("{:?}", req.version());
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();

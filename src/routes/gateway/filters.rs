@@ -1,0 +1,325 @@
+//! HTTPRoute filters (rules 15 to 19 of the Gateway rules), pure: header
+//! modifiers, redirects and URL rewrites, parsed from a rule's `filters`
+//! and applied by the proxy through the functions here.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::PathMatch;
+
+/// Header edits: `set` replaces, `add` appends, `remove` deletes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    set: Vec<(HeaderName, HeaderValue)>,
+    add: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    /// Applies the edits to `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            headers.append(n.clone(), v.clone());
+        }
+        for n in &self.remove {
+            headers.remove(n);
+        }
+    }
+}
+
+/// How a path is changed: all of it, or the prefix the rule matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathChange {
+    /// `ReplaceFullPath`.
+    Full(String),
+    /// `ReplacePrefixMatch`.
+    Prefix(String),
+}
+
+/// One filter of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// `RequestHeaderModifier`.
+    RequestHeaders(HeaderEdits),
+    /// `ResponseHeaderModifier`.
+    ResponseHeaders(HeaderEdits),
+    /// `RequestRedirect`: the answer is a redirect, no backend is asked.
+    Redirect {
+        /// `http` or `https`; the request's when unset.
+        scheme: Option<String>,
+        /// The host; the request's when unset.
+        hostname: Option<String>,
+        /// The port (see [`redirect_location`]).
+        port: Option<u16>,
+        /// The path change.
+        path: Option<PathChange>,
+        /// 301 or 302 (the default).
+        status: u16,
+    },
+    /// `URLRewrite`: the request goes on, changed.
+    Rewrite {
+        /// The Host sent to the backend.
+        hostname: Option<String>,
+        /// The path change.
+        path: Option<PathChange>,
+    },
+}
+
+#[derive(Deserialize, Default)]
+struct NameValue {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+struct EditsJson {
+    #[serde(default)]
+    set: Vec<NameValue>,
+    #[serde(default)]
+    add: Vec<NameValue>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PathJson {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(rename = "replaceFullPath")]
+    full: Option<String>,
+    #[serde(rename = "replacePrefixMatch")]
+    prefix: Option<String>,
+}
+
+fn edits(v: &serde_json::Value, field: &str) -> Result<HeaderEdits, (String, String)> {
+    let e: EditsJson = serde_json::from_value(v.clone()).map_err(|e| (field.to_string(), e.to_string()))?;
+    let header = |nv: &NameValue| -> Result<(HeaderName, HeaderValue), (String, String)> {
+        let n = HeaderName::from_bytes(nv.name.as_bytes())
+            .map_err(|_| (format!("{field}.name"), format!("{:?} is not a header name", nv.name)))?;
+        let v = HeaderValue::from_str(&nv.value)
+            .map_err(|_| (format!("{field}.value"), format!("{:?} is not a header value", nv.value)))?;
+        Ok((n, v))
+    };
+    Ok(HeaderEdits {
+        set: e.set.iter().map(header).collect::<Result<_, _>>()?,
+        add: e.add.iter().map(header).collect::<Result<_, _>>()?,
+        remove: e
+            .remove
+            .iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| (format!("{field}.remove"), format!("{n:?} is not a header name")))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn path_change(v: &serde_json::Value, field: &str) -> Result<Option<PathChange>, (String, String)> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let p: PathJson = serde_json::from_value(v.clone()).map_err(|e| (field.to_string(), e.to_string()))?;
+    match (p.kind.as_str(), p.full, p.prefix) {
+        ("ReplaceFullPath", Some(f), _) => Ok(Some(PathChange::Full(f))),
+        ("ReplacePrefixMatch", _, Some(p)) => Ok(Some(PathChange::Prefix(p))),
+        (kind, ..) => Err((format!("{field}.type"), format!("{kind} without its value"))),
+    }
+}
+
+/// Parses a rule's `filters` (each serialised as the API has it). Errors
+/// name the field below `filters[i]`. A rule may not combine a redirect
+/// with a rewrite or with backends (rule 19): `has_backends` says whether
+/// it has backendRefs.
+pub fn parse(filters: &[serde_json::Value], has_backends: bool) -> Result<Vec<Filter>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, f) in filters.iter().enumerate() {
+        let at = |s: &str| format!("filters[{i}].{s}");
+        let kind = f["type"].as_str().unwrap_or("");
+        out.push(match kind {
+            "RequestHeaderModifier" => {
+                Filter::RequestHeaders(edits(&f["requestHeaderModifier"], &at("requestHeaderModifier"))?)
+            }
+            "ResponseHeaderModifier" => {
+                Filter::ResponseHeaders(edits(&f["responseHeaderModifier"], &at("responseHeaderModifier"))?)
+            }
+            "RequestRedirect" => {
+                let r = &f["requestRedirect"];
+                let status = r["statusCode"].as_u64().unwrap_or(302);
+                if status != 301 && status != 302 {
+                    return Err((at("requestRedirect.statusCode"), format!("{status} is not 301 or 302")));
+                }
+                Filter::Redirect {
+                    scheme: r["scheme"].as_str().map(str::to_string),
+                    hostname: r["hostname"].as_str().map(str::to_string),
+                    port: r["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
+                    path: path_change(&r["path"], &at("requestRedirect.path"))?,
+                    status: status as u16,
+                }
+            }
+            "URLRewrite" => {
+                let r = &f["urlRewrite"];
+                Filter::Rewrite {
+                    hostname: r["hostname"].as_str().map(str::to_string),
+                    path: path_change(&r["path"], &at("urlRewrite.path"))?,
+                }
+            }
+            other => return Err((at("type"), format!("{other} is not supported yet"))),
+        });
+    }
+    let redirect = out.iter().any(|f| matches!(f, Filter::Redirect { .. }));
+    if redirect && out.iter().any(|f| matches!(f, Filter::Rewrite { .. })) {
+        return Err(("filters".into(), "RequestRedirect and URLRewrite cannot be combined".into()));
+    }
+    if redirect && has_backends {
+        return Err(("filters".into(), "a RequestRedirect rule cannot have backendRefs".into()));
+    }
+    Ok(out)
+}
+
+/// `path` with the prefix the rule matched replaced (rule 17): `/foo`
+/// replaced by `/` turns `/foo/bar` into `/bar`, never `//bar`.
+pub fn replace_prefix(path: &str, matched: &str, replacement: &str) -> String {
+    let prefix = matched.trim_end_matches('/');
+    let rest = path.get(prefix.len()..).unwrap_or("");
+    let out = format!("{}{rest}", replacement.trim_end_matches('/'));
+    match out.as_str() {
+        "" => "/".into(),
+        o if !o.starts_with('/') => format!("/{o}"),
+        _ => out,
+    }
+}
+
+/// The new path for a path change, given the rule's path match.
+pub fn changed_path(change: &PathChange, path: &str, matched: &PathMatch) -> String {
+    match change {
+        PathChange::Full(p) => p.clone(),
+        PathChange::Prefix(p) => match matched {
+            PathMatch::Prefix(m) => replace_prefix(path, m, p),
+            // Only a PathPrefix match has a prefix to replace.
+            PathMatch::Exact(_) | PathMatch::Regex(..) => p.clone(),
+        },
+    }
+}
+
+/// Where a request is served from, for redirects.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The request's host, without port.
+    pub host: &'a str,
+    /// The Gateway listener's port (80 or 443).
+    pub listener_port: u16,
+    /// The port devingress serves HTTP on (80, or a fallback such as 8080).
+    pub http_port: u16,
+    /// The port devingress serves HTTPS on, if it does.
+    pub https_port: Option<u16>,
+}
+
+/// The `Location` of a redirect (rule 16).
+pub fn redirect_location(
+    scheme: Option<&str>,
+    hostname: Option<&str>,
+    port: Option<u16>,
+    path: &str,
+    query: Option<&str>,
+    origin: Origin<'_>,
+) -> String {
+    let out_scheme = scheme.unwrap_or(origin.scheme);
+    let host = hostname.unwrap_or(origin.host);
+    let port = port.unwrap_or(match scheme {
+        Some("https") => 443,
+        Some(_) => 80,
+        None => origin.listener_port,
+    });
+    // Ours: where devingress serves 80 or 443 on another port, name that one.
+    let port = match (out_scheme, port) {
+        ("http", 80) => origin.http_port,
+        ("https", 443) => origin.https_port.unwrap_or(443),
+        (_, p) => p,
+    };
+    let default = matches!((out_scheme, port), ("http", 80) | ("https", 443));
+    let authority = if default { host.to_string() } else { format!("{host}:{port}") };
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{out_scheme}://{authority}{path}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rule_17_prefix_rewrites_never_double_the_slash() {
+        assert_eq!(replace_prefix("/foo/bar", "/foo", "/"), "/bar");
+        assert_eq!(replace_prefix("/foo", "/foo", "/"), "/");
+        assert_eq!(replace_prefix("/foo/bar", "/foo", "/xyz"), "/xyz/bar");
+        assert_eq!(replace_prefix("/foo/bar", "/foo/", "/xyz/"), "/xyz/bar");
+        assert_eq!(replace_prefix("/bar", "/", "/xyz"), "/xyz/bar");
+        assert_eq!(replace_prefix("/foo/bar/baz", "/foo/bar", "/one"), "/one/baz");
+    }
+
+    #[test]
+    fn rule_16_redirect_locations() {
+        let origin =
+            Origin { scheme: "http", host: "a.example.com", listener_port: 80, http_port: 80, https_port: Some(443) };
+        let loc = |scheme, host, port, path| redirect_location(scheme, host, port, path, None, origin);
+        assert_eq!(loc(Some("https"), None, None, "/x"), "https://a.example.com/x");
+        assert_eq!(loc(None, Some("b.example.com"), None, "/x"), "http://b.example.com/x");
+        assert_eq!(loc(None, None, Some(8080), "/x"), "http://a.example.com:8080/x");
+        assert_eq!(loc(Some("https"), None, Some(8443), "/x"), "https://a.example.com:8443/x");
+        assert_eq!(redirect_location(None, None, None, "/x", Some("q=1"), origin), "http://a.example.com/x?q=1");
+        // Ours: 80 and 443 served on fallback ports are named.
+        let fallback = Origin { http_port: 8080, https_port: Some(8443), ..origin };
+        assert_eq!(redirect_location(Some("https"), None, None, "/x", None, fallback), "https://a.example.com:8443/x");
+        assert_eq!(redirect_location(None, None, None, "/x", None, fallback), "http://a.example.com:8080/x");
+    }
+
+    #[test]
+    fn filters_parse_and_rule_19_forbids_redirects_with_rewrites_or_backends() {
+        let redirect = json!({"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}});
+        let rewrite = json!({"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}});
+        assert_eq!(
+            parse(std::slice::from_ref(&redirect), false).unwrap(),
+            [Filter::Redirect { scheme: Some("https".into()), hostname: None, port: None, path: None, status: 301 }]
+        );
+        assert_eq!(
+            parse(&[redirect.clone(), rewrite.clone()], false).unwrap_err().1,
+            "RequestRedirect and URLRewrite cannot be combined"
+        );
+        assert_eq!(
+            parse(std::slice::from_ref(&redirect), true).unwrap_err().1,
+            "a RequestRedirect rule cannot have backendRefs"
+        );
+        assert_eq!(
+            parse(&[rewrite], true).unwrap(),
+            [Filter::Rewrite { hostname: None, path: Some(PathChange::Prefix("/v2".into())) }]
+        );
+        let mirror = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80}}});
+        assert_eq!(parse(&[mirror], true).unwrap_err().0, "filters[0].type");
+        let bad = json!({"type": "RequestRedirect", "requestRedirect": {"statusCode": 307}});
+        assert_eq!(parse(&[bad], false).unwrap_err().0, "filters[0].requestRedirect.statusCode");
+    }
+
+    #[test]
+    fn header_edits_set_add_and_remove() {
+        let f = parse(
+            &[json!({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "set": [{"name": "X-Set", "value": "new"}], "add": [{"name": "x-add", "value": "two"}], "remove": ["x-gone"]}})],
+            true,
+        )
+        .unwrap();
+        let Filter::RequestHeaders(e) = &f[0] else { panic!("{f:?}") };
+        let mut h = HeaderMap::new();
+        h.insert("x-set", "old".parse().unwrap());
+        h.insert("x-add", "one".parse().unwrap());
+        h.insert("x-gone", "bye".parse().unwrap());
+        e.apply(&mut h);
+        assert_eq!(h["x-set"], "new");
+        assert_eq!(h.get_all("x-add").iter().collect::<Vec<_>>(), ["one", "two"]);
+        assert!(!h.contains_key("x-gone"));
+    }
+}
