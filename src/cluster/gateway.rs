@@ -73,12 +73,15 @@ pub async fn follow(
     changed: Arc<Notify>,
     health: Arc<Health>,
     into: Arc<OnceLock<GatewayStores>>,
+    known: Arc<AtomicBool>,
 ) {
     let mut said = false;
     loop {
         match installed(&client).await {
             Ok(true) => break,
             Ok(false) if !said => {
+                known.store(true, Ordering::Release);
+                changed.notify_one();
                 said = true;
                 tracing::warn!(
                     "the cluster has no Gateway API CRDs, so no Gateway or HTTPRoute is served (Ingresses are); \
@@ -110,6 +113,7 @@ pub async fn follow(
     let stores =
         GatewayStores { classes, gateways, http_routes, grpc_routes, grants, synced: w.synced, _tasks: w.tasks };
     if into.set(stores).is_ok() {
+        known.store(true, Ordering::Release);
         changed.notify_one();
     }
 }

@@ -48,6 +48,8 @@ pub struct ClusterWatch {
     health: Arc<Health>,
     /// The Gateway API's caches, once its CRDs are found.
     gateway: Arc<OnceLock<GatewayStores>>,
+    /// Whether discovery has said if the Gateway API is installed.
+    gateway_known: Arc<AtomicBool>,
     _tasks: JoinSet<()>,
 }
 
@@ -81,12 +83,14 @@ impl ClusterWatch {
             .collect();
         let ingress_classes = vec![w.reflector(Api::all(client.clone()), "ingressclasses", String::new())];
         let gateway = Arc::new(OnceLock::new());
+        let gateway_known = Arc::new(AtomicBool::new(false));
         w.tasks.spawn(gateway::follow(
             client,
             namespaces.to_vec(),
             w.changed.clone(),
             w.health.clone(),
             gateway.clone(),
+            gateway_known.clone(),
         ));
         ClusterWatch {
             ingresses,
@@ -97,6 +101,7 @@ impl ClusterWatch {
             changed: w.changed,
             health: w.health,
             gateway,
+            gateway_known,
             _tasks: w.tasks,
         }
     }
@@ -114,6 +119,24 @@ impl ClusterWatch {
     /// Whether every watcher has completed its first list.
     pub fn is_synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Whether the Gateway API is known to be absent, or its watchers have
+    /// their first lists too.
+    pub fn gateway_synced(&self) -> bool {
+        self.gateway_known.load(Ordering::Acquire) && self.gateway.get().is_none_or(GatewayStores::is_synced)
+    }
+
+    /// Waits until every watcher has completed its first list, the Gateway
+    /// API's included, or the deadline passes.
+    pub async fn wait_all_synced(&self, deadline: Duration) -> bool {
+        let wait = async {
+            while !(self.is_synced() && self.gateway_synced()) {
+                let notified = self.changed.notified();
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok()
     }
 
     /// Waits until every watcher has completed its first list, or the deadline passes.

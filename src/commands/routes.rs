@@ -10,7 +10,7 @@ use crate::routes;
 pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
     let (client, info) = super::connect(&args.cluster).await?;
     let watch = ClusterWatch::start(client, &args.cluster.namespaces, &info);
-    if !watch.wait_synced(args.wait).await {
+    if !watch.wait_all_synced(args.wait).await {
         let why = watch.health().problem().unwrap_or_else(|| "no answer".into());
         bail!("could not list the cluster's objects within {:?}: {why}", args.wait);
     }

@@ -51,6 +51,15 @@ pub fn render(table: &RouteTable) -> String {
     } else {
         out.push_str(&columns(&rows));
     }
+    let gateway_rows = table.gateway.rows();
+    if !gateway_rows.is_empty() {
+        let mut rows = vec![["LISTENER", "HOST", "MATCH", "BACKENDS", "HTTPROUTE", "GATEWAY"].map(String::from)];
+        for r in gateway_rows {
+            rows.push([r.listener, r.host, r.matched, r.action, r.route, r.via]);
+        }
+        out.push('\n');
+        out.push_str(&columns(&rows));
+    }
     if !table.load_balancers.is_empty() {
         let mut lb_rows = vec![["LOADBALANCER", "PORT", "READY", "SERVED"].map(String::from)];
         for lb in &table.load_balancers {

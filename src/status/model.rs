@@ -200,6 +200,9 @@ pub struct Status {
     /// Served LoadBalancer Services.
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancerStatus>,
+    /// Gateway API routes, one row per rule match, in lookup order.
+    #[serde(default)]
+    pub gateway_routes: Vec<crate::routes::gateway::table::GatewayRow>,
     /// Whether serving is paused.
     pub paused: bool,
 }
@@ -348,6 +351,7 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
         skipped: table.skipped.iter().map(|s| s.to_string()).collect(),
         requests,
         load_balancers: facts.load_balancers,
+        gateway_routes: table.gateway.rows(),
         paused: facts.paused,
     }
 }

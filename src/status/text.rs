@@ -93,6 +93,21 @@ pub fn render(s: &Status) -> String {
     } else {
         o.push_str(&columns(&rows));
     }
+    if !s.gateway_routes.is_empty() {
+        let mut rows = vec![["LISTENER", "HOST", "MATCH", "BACKENDS", "HTTPROUTE", "GATEWAY"].map(String::from)];
+        for r in &s.gateway_routes {
+            rows.push([
+                r.listener.clone(),
+                r.host.clone(),
+                r.matched.clone(),
+                r.action.clone(),
+                r.route.clone(),
+                r.via.clone(),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&columns(&rows));
+    }
     if !s.load_balancers.is_empty() {
         let mut rows = vec![
             ["LOADBALANCER", "ADDRESS", "READY", "OPEN", "CONNECTIONS", "BYTES IN", "BYTES OUT", "ERRORS"]

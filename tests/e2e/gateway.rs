@@ -263,6 +263,47 @@ async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_
         "{}",
         d.log()
     );
+
+    // `routes` and `status` list the Gateway routes in lookup order.
+    let out = tokio::process::Command::new(crate::support::devingress::BIN)
+        .args(["routes", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{routes}");
+    let row = |needles: &[&str]| routes.lines().any(|l| needles.iter().all(|n| l.contains(n)));
+    assert!(row(&["LISTENER", "HOST", "MATCH", "BACKENDS", "HTTPROUTE", "GATEWAY"]), "{routes}");
+    assert!(
+        row(&[
+            "http",
+            "shop.example.com",
+            "/ x-canary=yes",
+            "default/bandicoot:8080 w1 1/1",
+            "default/shop rule 0",
+            "default/web http"
+        ]),
+        "{routes}"
+    );
+    assert!(
+        row(&["shop.example.com", "default/alpaca:8080 w3 2/2, default/bandicoot:8080 w1 1/1", "default/shop rule 1"]),
+        "{routes}"
+    );
+    assert!(row(&["bandicoot.example.com", "/half", "500 (BackendNotFound) w1"]), "{routes}");
+    let out = tokio::process::Command::new(crate::support::devingress::BIN)
+        .arg("status")
+        .env("DEVINGRESS_RUNTIME_DIR", d.runtime_dir())
+        .output()
+        .await
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.lines().any(|l| l.contains("=/remote")
+            && l.contains("other/remote:8080")
+            && l.contains("default/takeover rule 1")),
+        "{status}"
+    );
 }
 
 #[tokio::test]

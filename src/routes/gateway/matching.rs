@@ -181,6 +181,34 @@ impl HttpMatch {
     }
 }
 
+impl std::fmt::Display for HttpMatch {
+    /// `/api` (PathPrefix), `=/login` (Exact), `~/v[0-9]+` (regex), then the
+    /// method, header and query conditions.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            PathMatch::Prefix(p) => write!(f, "{p}")?,
+            PathMatch::Exact(p) => write!(f, "={p}")?,
+            PathMatch::Regex(p, _) => write!(f, "~{p}")?,
+        }
+        if let Some(m) = &self.method {
+            write!(f, " {m}")?;
+        }
+        for (name, v) in &self.headers {
+            match v {
+                ValueMatch::Exact(v) => write!(f, " {name}={v}")?,
+                ValueMatch::Regex(r) => write!(f, " {name}~{}", r.as_str())?,
+            }
+        }
+        for (name, v) in &self.query {
+            match v {
+                ValueMatch::Exact(v) => write!(f, " ?{name}={v}")?,
+                ValueMatch::Regex(r) => write!(f, " ?{name}~{}", r.as_str())?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The first value of query parameter `name` (names compare exactly; the
 /// value is percent-decoded).
 fn query_value(query: Option<&str>, name: &str) -> Option<String> {

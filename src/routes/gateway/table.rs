@@ -101,6 +101,23 @@ struct HostRules {
     rules: Vec<GatewayRule>,
 }
 
+/// A rule match as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayRow {
+    /// `http` or `https`: which of devingress's listeners.
+    pub listener: String,
+    /// The hostname it answers.
+    pub host: String,
+    /// The match, condensed.
+    pub matched: String,
+    /// Backends with weights and ready pods, or what it answers.
+    pub action: String,
+    /// `namespace/name rule N` of the route.
+    pub route: String,
+    /// The Gateway and listener it came through.
+    pub via: String,
+}
+
 /// Why a condition is false: its reason and message.
 pub type Unmet = (&'static str, String);
 
@@ -469,6 +486,53 @@ impl GatewayTable {
             n -= w;
         }
         None
+    }
+
+    /// One row per rule match, for `devingress routes` and `status`: slot,
+    /// hostname, match, what it does, and where it came from, in lookup order.
+    pub fn rows(&self) -> Vec<GatewayRow> {
+        let mut out = Vec::new();
+        for (slot, hosts) in &self.slots {
+            for (host, rules) in hosts {
+                for r in &rules.rules {
+                    let action = if r.filters.iter().any(|f| matches!(f, Filter::Redirect { .. })) {
+                        "redirect".to_string()
+                    } else if r.backends.is_empty() {
+                        "500 (no backend)".to_string()
+                    } else {
+                        r.backends
+                            .iter()
+                            .map(|b| match b {
+                                WeightedBackend::Service { backend, weight } => {
+                                    let ready = match &backend.target {
+                                        Target::Pods { ready, not_ready, .. } => {
+                                            format!("{}/{}", ready.len(), ready.len() + not_ready)
+                                        }
+                                        _ => "0/0".into(),
+                                    };
+                                    format!("{}/{} w{weight} {ready}", backend.namespace, backend.display_name())
+                                }
+                                WeightedBackend::Invalid { weight, reason, .. } => format!("500 ({reason}) w{weight}"),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    out.push(GatewayRow {
+                        listener: match slot {
+                            Slot::Http => "http",
+                            Slot::Https => "https",
+                        }
+                        .to_string(),
+                        host: host.to_string(),
+                        matched: r.matched.to_string(),
+                        action,
+                        route: format!("{} rule {}", r.route, r.rule),
+                        via: format!("{} {}", r.via.0, r.via.1),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Every Service backend in the table.
