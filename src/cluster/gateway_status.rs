@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use super::gateway_class::{GATEWAY_CONTROLLER, condition};
 use super::{ADDRESS, FIELD_MANAGER, GatewayObjects};
-use crate::gateway::api::{Gateway, HttpRoute};
+use crate::gateway::api::{Gateway, GrpcRoute, HttpRoute};
 use crate::kubeclient::describe_error;
 use crate::routes::ObjectKey;
-use crate::routes::gateway::table::{GatewayReport, RouteReport, Unmet};
+use crate::routes::gateway::table::{GatewayReport, RouteKind, RouteReport, Unmet};
 
 /// The conditions of a Gateway, its listeners and its routes' parents.
 fn cond(
@@ -171,17 +171,25 @@ impl GatewayStatusWriter {
             }
         }
         for report in routes.iter().filter(|r| r.parents.iter().any(|p| p.ours)) {
-            let current: Vec<Value> = find(&objects.http_routes, &report.route)
-                .and_then(|r| r.status.as_ref())
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|v| v["parents"].as_array().cloned())
-                .unwrap_or_default();
+            let status = match report.kind {
+                RouteKind::Http => {
+                    find(&objects.http_routes, &report.route).and_then(|r| serde_json::to_value(&r.status).ok())
+                }
+                RouteKind::Grpc => {
+                    find(&objects.grpc_routes, &report.route).and_then(|r| serde_json::to_value(&r.status).ok())
+                }
+            };
+            let current: Vec<Value> = status.and_then(|v| v["parents"].as_array().cloned()).unwrap_or_default();
             let want = route_parents(report, &current, &now);
             if current == want {
                 continue;
             }
-            if self.apply::<HttpRoute>(&report.route, json!({"parents": want})).await {
-                tracing::debug!("HTTPRoute {}: status written", report.route);
+            let written = match report.kind {
+                RouteKind::Http => self.apply::<HttpRoute>(&report.route, json!({"parents": want})).await,
+                RouteKind::Grpc => self.apply::<GrpcRoute>(&report.route, json!({"parents": want})).await,
+            };
+            if written {
+                tracing::debug!("{} {}: status written", report.kind.name(), report.route);
             }
         }
     }
@@ -275,6 +283,7 @@ mod tests {
         let theirs =
             json!({"parentRef": {"name": "envoy-gw"}, "controllerName": "example.com/other", "conditions": []});
         let report = RouteReport {
+            kind: crate::routes::gateway::table::RouteKind::Http,
             route: key("app", "r"),
             generation: 1,
             parents: vec![

@@ -460,3 +460,105 @@ async fn filters_modify_headers_redirect_and_rewrite() {
     assert_eq!(seen["path"], "/v2/items?x=1", "{seen}");
     assert_eq!(seen["headers"]["host"], "internal.example", "{seen}");
 }
+
+/// One gRPC-framed message.
+fn grpc_message(text: &str) -> bytes::Bytes {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    bytes::Bytes::from(out)
+}
+
+/// Calls `path` on `host` through devingress over HTTP/2 with prior
+/// knowledge, sending `messages` one at a time and reading each reply before
+/// the next (a streaming RPC; one message is a unary call). Returns the
+/// replies and `grpc-status`.
+async fn grpc_call(port: u16, host: &str, path: &str, messages: &[&str]) -> (u16, Vec<bytes::Bytes>, Option<String>) {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
+    let body = http_body_util::StreamBody::new(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|f| (f, rx))
+    })));
+    let req = http::Request::post(format!("http://{host}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let mut body = res.into_body();
+    let mut replies = Vec::new();
+    if status == 200 {
+        for m in messages {
+            tx.send(Ok(hyper::body::Frame::data(grpc_message(m)))).await.unwrap();
+            let frame =
+                tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("reply").unwrap().unwrap();
+            replies.push(frame.into_data().unwrap());
+        }
+    }
+    drop(tx);
+    let mut grpc_status = None;
+    while let Some(Ok(frame)) = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap() {
+        if let Ok(t) = frame.into_trailers() {
+            grpc_status = t.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_string);
+        }
+    }
+    (status, replies, grpc_status)
+}
+
+#[tokio::test]
+async fn grpc_routes_match_methods_and_stream_over_h2c() {
+    use crate::support::apiserver::resources::{GRPC_ROUTES, SERVICES};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    // No appProtocol: a GRPCRoute's backends are spoken to over h2c anyway.
+    c.api.apply(
+        SERVICES,
+        json!({"metadata": {"name": "echo", "namespace": "default"}, "spec": {"ports": [{"name": "grpc", "port": 9000, "targetPort": 8080}]}}),
+    );
+    c.pods("default", "echo", "grpc", 8080, 1).await;
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    c.api.apply(
+        GRPC_ROUTES,
+        json!({"metadata": {"name": "echo", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["grpc.example.com"], "rules": [
+                   {"matches": [{"method": {"service": "echo.Echo", "method": "Chat"}}],
+                    "backendRefs": [{"name": "echo", "port": 9000}]},
+                   {"matches": [{"method": {"service": "echo.Echo", "method": "Unary"}},
+                                {"method": {"service": "echo.Echo"}, "headers": [{"name": "x-variant", "value": "b"}]}],
+                    "backendRefs": [{"name": "echo", "port": 9000}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            grpc_call(d.port, "grpc.example.com", "/echo.Echo/Unary", &["ping"]).await.0 == 200
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    // Unary.
+    let (_, replies, status) = grpc_call(d.port, "grpc.example.com", "/echo.Echo/Unary", &["ping"]).await;
+    assert_eq!(replies, [grpc_message("echo-0: ping")]);
+    assert_eq!(status.as_deref(), Some("0"));
+    // Bidirectional streaming: each reply before the next message.
+    let (_, replies, status) = grpc_call(d.port, "grpc.example.com", "/echo.Echo/Chat", &["one", "two", "three"]).await;
+    assert_eq!(replies, ["one", "two", "three"].map(|m| grpc_message(&format!("echo-0: {m}"))));
+    assert_eq!(status.as_deref(), Some("0"));
+    // A method no rule matches: 404.
+    assert_eq!(grpc_call(d.port, "grpc.example.com", "/echo.Echo/Other", &["x"]).await.0, 404);
+    // The route's status.
+    let parent = || c.api.get(GRPC_ROUTES, "default", "echo").unwrap()["status"]["parents"][0].clone();
+    assert!(eventually(SETTLE, || async { parent()["conditions"][0]["reason"] == "Accepted" }).await, "{}", parent());
+}

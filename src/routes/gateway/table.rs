@@ -163,6 +163,8 @@ pub struct ParentReport {
 /// How a route stands, for its status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteReport {
+    /// HTTPRoute or GRPCRoute.
+    pub kind: RouteKind,
     /// The route.
     pub route: ObjectKey,
     /// Its `metadata.generation`.
@@ -185,10 +187,30 @@ pub struct GatewayTable {
     pub route_reports: Vec<RouteReport>,
 }
 
-/// Whether a ReferenceGrant in `to_ns` lets an HTTPRoute in `from_ns` use Service `name`.
-fn granted(grants: &[Arc<ReferenceGrant>], from_ns: &str, to_ns: &str, name: &str) -> bool {
+/// The route kinds devingress serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// HTTPRoute.
+    Http,
+    /// GRPCRoute: matched like an HTTPRoute on `/service/method`, its
+    /// backends always spoken to over HTTP/2 (h2c).
+    Grpc,
+}
+
+impl RouteKind {
+    /// The API kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
+}
+
+/// Whether a ReferenceGrant in `to_ns` lets a route of `kind` in `from_ns` use Service `name`.
+fn granted(grants: &[Arc<ReferenceGrant>], kind: RouteKind, from_ns: &str, to_ns: &str, name: &str) -> bool {
     grants.iter().filter(|g| g.metadata.namespace.as_deref() == Some(to_ns)).any(|g| {
-        g.spec.from.iter().any(|f| f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns)
+        g.spec.from.iter().any(|f| f.group == GROUP && f.kind == kind.name() && f.namespace == from_ns)
             && g.spec
                 .to
                 .iter()
@@ -196,13 +218,49 @@ fn granted(grants: &[Arc<ReferenceGrant>], from_ns: &str, to_ns: &str, name: &st
     })
 }
 
-/// Whether a listener's `allowedRoutes.kinds` admits HTTPRoutes (the
-/// default for HTTP and HTTPS listeners).
-fn allows_http_route(l: &GatewayListeners) -> bool {
+/// Whether a listener's `allowedRoutes.kinds` admits routes of `kind`
+/// (HTTPRoute and GRPCRoute are the default for HTTP and HTTPS listeners).
+fn allows(l: &GatewayListeners, kind: RouteKind) -> bool {
     match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
         None => true,
-        Some(kinds) => kinds.iter().any(|k| k.kind == "HTTPRoute" && k.group.as_deref().is_none_or(|g| g == GROUP)),
+        Some(kinds) => kinds.iter().any(|k| k.kind == kind.name() && k.group.as_deref().is_none_or(|g| g == GROUP)),
     }
+}
+
+/// A GRPCRoute in the HTTPRoute's shape: each method match becomes a path
+/// match on `/service/method` (rule 24), the rest is the same.
+fn grpc_as_http(route: &crate::gateway::api::GrpcRoute) -> Option<HttpRoute> {
+    let mut v = serde_json::to_value(route).ok()?;
+    if let Some(rules) = v["spec"]["rules"].as_array_mut() {
+        for rule in rules {
+            if let Some(matches) = rule["matches"].as_array_mut() {
+                for m in matches {
+                    let method = m["method"].take();
+                    if let Some(path) = grpc_path(&method) {
+                        m["path"] = path;
+                    }
+                }
+            }
+        }
+    }
+    v["apiVersion"] = serde_json::json!("gateway.networking.k8s.io/v1");
+    v["kind"] = serde_json::json!("HTTPRoute");
+    serde_json::from_value(v).ok()
+}
+
+/// The path match of a GRPCRoute method match.
+fn grpc_path(method: &serde_json::Value) -> Option<serde_json::Value> {
+    let service = method["service"].as_str().filter(|s| !s.is_empty());
+    let name = method["method"].as_str().filter(|s| !s.is_empty());
+    let regex = method["type"].as_str() == Some("RegularExpression");
+    let (kind, value) = match (regex, service, name) {
+        (_, None, None) => return None,
+        (false, Some(s), Some(m)) => ("Exact", format!("/{s}/{m}")),
+        (false, Some(s), None) => ("PathPrefix", format!("/{s}")),
+        (false, None, Some(m)) => ("RegularExpression", format!("/[^/]+/{}", regex::escape(m))),
+        (true, s, m) => ("RegularExpression", format!("/(?:{})/(?:{})", s.unwrap_or("[^/]+"), m.unwrap_or("[^/]+"))),
+    };
+    Some(serde_json::json!({"type": kind, "value": value}))
 }
 
 impl GatewayTable {
@@ -252,8 +310,15 @@ impl GatewayTable {
                     if let Err((_, why)) = &accepted {
                         table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
                     }
-                    let supported_kinds =
-                        if matches!(l.protocol.as_str(), "HTTP" | "HTTPS") { vec!["HTTPRoute"] } else { vec![] };
+                    let supported_kinds = if matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
+                        [RouteKind::Http, RouteKind::Grpc]
+                            .into_iter()
+                            .filter(|k| allows(l, *k))
+                            .map(RouteKind::name)
+                            .collect()
+                    } else {
+                        vec![]
+                    };
                     ListenerReport { name: l.name.clone(), supported_kinds, attached_routes: 0, accepted }
                 })
                 .collect();
@@ -264,10 +329,16 @@ impl GatewayTable {
                 listeners,
             });
         }
-        let mut shared: HashMap<(String, String, u16), Arc<Backend>> = HashMap::new();
-        let mut routes: Vec<&HttpRoute> = objects.http_routes.iter().map(|r| &**r).collect();
-        routes.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), ObjectKey::of(*r)));
-        for route in routes {
+        let mut shared: HashMap<(String, String, u16, Protocol), Arc<Backend>> = HashMap::new();
+        let grpc: Vec<HttpRoute> = objects.grpc_routes.iter().filter_map(|r| grpc_as_http(r)).collect();
+        let mut routes: Vec<(RouteKind, &HttpRoute)> = objects
+            .http_routes
+            .iter()
+            .map(|r| (RouteKind::Http, &**r))
+            .chain(grpc.iter().map(|r| (RouteKind::Grpc, r)))
+            .collect();
+        routes.sort_by_key(|(kind, r)| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), ObjectKey::of(*r), *kind));
+        for (kind, route) in routes {
             let route_key = ObjectKey::of(route);
             let route_ns = route_key.namespace.as_str();
             // The listeners this route attaches to, with its hostnames on each.
@@ -302,7 +373,7 @@ impl GatewayTable {
                         ("HTTPS", 443) => Slot::Https,
                         _ => continue,
                     };
-                    if !allows_http_route(l) {
+                    if !allows(l, kind) {
                         continue;
                     }
                     let namespaces = l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
@@ -312,8 +383,9 @@ impl GatewayTable {
                         Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
                             table.warnings.push(format!(
                                 "Gateway {gw_key}: listener {:?}: allowedRoutes.namespaces.from Selector is not \
-                                 supported yet; HTTPRoute {route_key} (spec.parentRefs[{pi}]) is not attached",
-                                l.name
+                                 supported yet; {} {route_key} (spec.parentRefs[{pi}]) is not attached",
+                                l.name,
+                                kind.name()
                             ));
                             false
                         }
@@ -357,8 +429,12 @@ impl GatewayTable {
                     resolved: Ok(()),
                 });
             }
-            let mut report =
-                RouteReport { route: route_key.clone(), generation: route.metadata.generation.unwrap_or(0), parents };
+            let mut report = RouteReport {
+                kind,
+                route: route_key.clone(),
+                generation: route.metadata.generation.unwrap_or(0),
+                parents,
+            };
             if attached.is_empty() {
                 table.route_reports.push(report);
                 continue;
@@ -372,7 +448,8 @@ impl GatewayTable {
                     Ok(f) => Arc::new(f),
                     Err((field, why)) => {
                         table.warnings.push(format!(
-                            "HTTPRoute {route_key}: spec.rules[{ri}].{field}: {why}; the rule is not served"
+                            "{} {route_key}: spec.rules[{ri}].{field}: {why}; the rule is not served",
+                            kind.name()
                         ));
                         continue;
                     }
@@ -391,7 +468,7 @@ impl GatewayTable {
                 let matches = match matches {
                     Ok(m) => m,
                     Err(why) => {
-                        table.warnings.push(format!("HTTPRoute {route_key}: {why}; the rule is not served"));
+                        table.warnings.push(format!("{} {route_key}: {why}; the rule is not served", kind.name()));
                         continue;
                     }
                 };
@@ -399,7 +476,7 @@ impl GatewayTable {
                     .backend_refs
                     .iter()
                     .flatten()
-                    .map(|b| backend(b, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared))
+                    .map(|b| backend(b, kind, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared))
                     .collect();
                 if unresolved.is_none() {
                     unresolved = backends.iter().find_map(|b| match b {
@@ -560,11 +637,12 @@ fn weight(b: &WeightedBackend) -> u32 {
 /// One backendRef, resolved (rules 20 to 22).
 fn backend(
     b: &HttpRouteRulesBackendRefs,
+    kind: RouteKind,
     route_ns: &str,
     services: &HashMap<(&str, &str), &Service>,
     slices_by_ns: &HashMap<&str, Vec<&EndpointSlice>>,
     grants: &[Arc<ReferenceGrant>],
-    shared: &mut HashMap<(String, String, u16), Arc<Backend>>,
+    shared: &mut HashMap<(String, String, u16, Protocol), Arc<Backend>>,
 ) -> WeightedBackend {
     let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
     let invalid = |reason, message: String| WeightedBackend::Invalid { weight, reason, message };
@@ -575,7 +653,7 @@ fn backend(
         );
     }
     let ns = b.namespace.as_deref().unwrap_or(route_ns);
-    if ns != route_ns && !granted(grants, route_ns, ns, &b.name) {
+    if ns != route_ns && !granted(grants, kind, route_ns, ns, &b.name) {
         return invalid(
             "RefNotPermitted",
             format!("no ReferenceGrant in namespace {ns} allows Service {ns}/{}", b.name),
@@ -591,11 +669,15 @@ fn backend(
         Ok(sp) => sp,
         Err(e) => return invalid("BackendNotFound", e.reason),
     };
+    // gRPC needs HTTP/2 to the pod whatever the Service port says.
+    let protocol = if kind == RouteKind::Grpc || sp.app_protocol.as_deref() == Some(H2C_APP_PROTOCOL) {
+        Protocol::H2c
+    } else {
+        Protocol::Http1
+    };
     let backend = shared
-        .entry((ns.to_string(), b.name.clone(), port))
+        .entry((ns.to_string(), b.name.clone(), port, protocol))
         .or_insert_with(|| {
-            let protocol =
-                if sp.app_protocol.as_deref() == Some(H2C_APP_PROTOCOL) { Protocol::H2c } else { Protocol::Http1 };
             let slices = slices_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
             let target = resolve_target(svc, sp.name.as_deref(), slices.iter().copied());
             Arc::new(Backend::new(ns, &b.name, PortRef::Number(port), protocol, target))
@@ -852,5 +934,41 @@ mod tests {
             "{:?}",
             t.warnings
         );
+    }
+
+    #[test]
+    fn grpc_routes_match_service_and_method_and_always_speak_h2c() {
+        assert_eq!(
+            grpc_path(&json!({"service": "echo.Echo", "method": "Chat"})),
+            Some(json!({"type": "Exact", "value": "/echo.Echo/Chat"}))
+        );
+        assert_eq!(
+            grpc_path(&json!({"service": "echo.Echo"})),
+            Some(json!({"type": "PathPrefix", "value": "/echo.Echo"}))
+        );
+        assert_eq!(
+            grpc_path(&json!({"method": "Chat"})),
+            Some(json!({"type": "RegularExpression", "value": "/[^/]+/Chat"}))
+        );
+        assert_eq!(
+            grpc_path(&json!({"type": "RegularExpression", "service": "echo\\..*"})),
+            Some(json!({"type": "RegularExpression", "value": "/(?:echo\\..*)/(?:[^/]+)"}))
+        );
+        let listeners = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+        let mut o = objects(json!([gateway("web", "devingress", listeners)]), json!([]));
+        o.grpc_routes = vec![Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "g", "namespace": "gw", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"parentRefs": [{"name": "web"}], "rules": [
+                    {"matches": [{"method": {"service": "echo.Echo", "method": "Chat"}}], "backendRefs": [{"name": "s", "port": 80}]},
+                    {"matches": [{"method": {"service": "echo.Echo"}}], "backendRefs": [{"name": "s", "port": 80, "weight": 0}]}]}}))
+            .unwrap(),
+        )];
+        let t = build(&o, &[svc("gw", "s")]);
+        assert_eq!(who(&t, Slot::Http, "any.test", "/echo.Echo/Chat"), "g/0", "the exact method beats the service");
+        assert_eq!(who(&t, Slot::Http, "any.test", "/echo.Echo/Other"), "500");
+        assert_eq!(who(&t, Slot::Http, "any.test", "/other.Svc/Chat"), "404");
+        assert!(t.backends().all(|b| b.protocol == Protocol::H2c), "gRPC backends speak h2c");
+        assert_eq!(t.route_reports[0].kind, RouteKind::Grpc);
+        assert_eq!(t.gateway_reports[0].listeners[0].supported_kinds, ["HTTPRoute", "GRPCRoute"]);
     }
 }
