@@ -562,3 +562,60 @@ async fn grpc_routes_match_methods_and_stream_over_h2c() {
     let parent = || c.api.get(GRPC_ROUTES, "default", "echo").unwrap()["status"]["parents"][0].clone();
     assert!(eventually(SETTLE, || async { parent()["conditions"][0]["reason"] == "Accepted" }).await, "{}", parent());
 }
+
+#[tokio::test]
+async fn a_route_edited_while_traffic_flows_is_live_within_a_second_and_no_request_fails() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    let route = |svc: &str| {
+        json!({"metadata": {"name": "live", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["live.example.com"],
+                        "rules": [{"backendRefs": [{"name": svc, "port": 8080}]}]}})
+    };
+    c.api.apply(HTTP_ROUTES, route("alpaca"));
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let pod = || async { get(d.port, "live.example.com", "/").await };
+    assert!(
+        eventually(SETTLE, || async { pod().await.pod().is_some_and(|p| p.starts_with("alpaca")) }).await,
+        "{}",
+        d.log()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = d.port;
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let a = get(port, "live.example.com", "/").await;
+                answers.push((std::time::Instant::now(), a.status, a.pod().unwrap_or_default()));
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edited = std::time::Instant::now();
+    c.api.apply(HTTP_ROUTES, route("bandicoot"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = load.await.unwrap();
+    let failed: Vec<_> = answers.iter().filter(|(_, s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let first_new = answers.iter().find(|(_, _, p)| p.starts_with("bandicoot")).map(|(t, ..)| t.duration_since(edited));
+    eprintln!("{} requests; the edit was live after {first_new:?}", answers.len());
+    assert!(first_new.is_some_and(|t| t < Duration::from_secs(1)), "live within a second: {first_new:?}");
+    assert!(answers.last().is_some_and(|(_, _, p)| p.starts_with("bandicoot")));
+}
