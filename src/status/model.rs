@@ -229,7 +229,7 @@ pub struct Facts {
 }
 
 /// The URL of `host` served on the listener at `addr` for `scheme`.
-fn url(scheme: &str, host: &str, addr: &str) -> String {
+pub fn url(scheme: &str, host: &str, addr: &str) -> String {
     let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
     match (scheme, port) {
         ("http", Some(80)) | ("https", Some(443)) | (_, None) => format!("{scheme}://{host}/"),

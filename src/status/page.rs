@@ -114,6 +114,25 @@ pub fn html(s: &Status) -> String {
         }
         o.push_str("</tbody></table>");
     }
+    if !s.gateway_routes.is_empty() {
+        o.push_str(&format!("<h2>Gateway routes ({})</h2>", s.gateway_routes.len()));
+        o.push_str(
+            "<table id=\"gateway-routes\"><thead><tr><th>Listener</th><th>Host</th><th>Match</th><th>Backends</th>\
+             <th>Route</th><th>Gateway</th></tr></thead><tbody>",
+        );
+        for r in &s.gateway_routes {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.listener),
+                esc(&r.host),
+                esc(&r.matched),
+                esc(&r.action),
+                esc(&r.route),
+                esc(&r.via)
+            ));
+        }
+        o.push_str("</tbody></table>");
+    }
     if !s.load_balancers.is_empty() {
         o.push_str(&format!("<h2>Load balancers ({})</h2>", s.load_balancers.len()));
         o.push_str(
@@ -274,5 +293,25 @@ mod tests {
              <td>0</td><td>3</td><td>2.0 KiB / 0 B</td><td>0</td></tr>"
         ));
         assert!(page.contains("not served</span>: port 80 is devingress&#39;s own &lt;HTTP&gt; port"), "{page}");
+    }
+
+    #[test]
+    fn gateway_routes_get_a_table() {
+        let table = crate::routes::table_for_hosts(&["alpaca.example.com"]);
+        let mut s = build(&table, &Stats::default(), Facts::default());
+        s.gateway_routes = vec![crate::routes::gateway::table::GatewayRow {
+            listener: "http".into(),
+            host: "shop.example.com".into(),
+            matched: "/ x-canary=<yes>".into(),
+            action: "default/bandicoot:8080 w1 1/1".into(),
+            route: "default/shop rule 0".into(),
+            via: "default/web http".into(),
+        }];
+        let page = html(&s);
+        assert!(page.contains("<h2>Gateway routes (1)</h2>"), "{page}");
+        assert!(page.contains(
+            "<tr><td>http</td><td><code>shop.example.com</code></td><td><code>/ x-canary=&lt;yes&gt;</code></td>\
+             <td>default/bandicoot:8080 w1 1/1</td><td>default/shop rule 0</td><td>default/web http</td></tr>"
+        ));
     }
 }

@@ -97,6 +97,22 @@ pub fn menu(status: Option<&Status>) -> Vec<Entry> {
             None => m.push(info(format!("{} (wildcard)", h.host))),
         }
     }
+    // Hosts of Gateway routes, once each.
+    let mut gateway_hosts: Vec<&str> = Vec::new();
+    for r in &s.gateway_routes {
+        if r.host.starts_with('*')
+            || gateway_hosts.contains(&r.host.as_str())
+            || s.hosts.iter().any(|h| h.host == r.host)
+        {
+            continue;
+        }
+        gateway_hosts.push(&r.host);
+        let addr = if r.listener == "https" { &s.listeners.https } else { &s.listeners.http };
+        if let Some(addr) = addr {
+            any = true;
+            m.push(item(r.host.clone(), MenuAction::Open(crate::status::model::url(&r.listener, &r.host, addr))));
+        }
+    }
     if !any {
         m.push(info("No Ingress served yet"));
     }
@@ -230,6 +246,25 @@ mod tests {
             l[i + 1..i + 3],
             ["(data/redis · 127.0.0.1:6379 · 2/3 pods)", "(data/redis · port 53/UDP not served)"]
         );
+    }
+
+    #[test]
+    fn gateway_route_hosts_open_in_the_browser_once_each() {
+        let mut s = status(false, false);
+        let row = |listener: &str, host: &str| crate::routes::gateway::table::GatewayRow {
+            listener: listener.into(),
+            host: host.into(),
+            matched: "/".into(),
+            action: String::new(),
+            route: String::new(),
+            via: String::new(),
+        };
+        s.gateway_routes =
+            vec![row("http", "shop.example.com"), row("http", "shop.example.com"), row("http", "*.apps.test")];
+        let m = menu(Some(&s));
+        let shop: Vec<&Entry> =
+            m.iter().filter(|e| matches!(e, Entry::Item { label, .. } if label == "shop.example.com")).collect();
+        assert_eq!(shop, [&item("shop.example.com", MenuAction::Open("http://shop.example.com:8080/".into()))]);
     }
 
     #[test]
