@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::{Health, Spawner, namespaced_apis};
+use k8s_openapi::api::core::v1::Namespace;
+
 use crate::gateway::api::{GROUP, Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 
 /// How often the CRDs are looked for while they are missing.
@@ -36,6 +38,7 @@ pub struct GatewayStores {
     pub(super) http_routes: Vec<Store<HttpRoute>>,
     pub(super) grpc_routes: Vec<Store<GrpcRoute>>,
     pub(super) grants: Vec<Store<ReferenceGrant>>,
+    pub(super) namespaces: Store<Namespace>,
     pub(super) synced: Vec<Arc<AtomicBool>>,
     _tasks: JoinSet<()>,
 }
@@ -110,8 +113,31 @@ pub async fn follow(
         .into_iter()
         .map(|(api, ns)| w.reflector(api, "referencegrants", ns))
         .collect();
-    let stores =
-        GatewayStores { classes, gateways, http_routes, grpc_routes, grants, synced: w.synced, _tasks: w.tasks };
+    // Namespaces matter only to listeners with a namespace selector, and
+    // many users may not list them: their watcher reports to a health of its
+    // own, so that a refusal never makes devingress look degraded.
+    let mut ns = Spawner {
+        tasks: JoinSet::new(),
+        synced: Vec::new(),
+        changed: changed.clone(),
+        health: Arc::new(w.health.detached()),
+    };
+    let namespace_store = ns.reflector(Api::<Namespace>::all(client.clone()), "namespaces", String::new());
+    let mut tasks = w.tasks;
+    tasks.spawn(async move {
+        // Keep the Namespace watcher's tasks alive with the others.
+        while ns.tasks.join_next().await.is_some() {}
+    });
+    let stores = GatewayStores {
+        classes,
+        gateways,
+        http_routes,
+        grpc_routes,
+        grants,
+        namespaces: namespace_store,
+        synced: w.synced,
+        _tasks: tasks,
+    };
     if into.set(stores).is_ok() {
         known.store(true, Ordering::Release);
         changed.notify_one();

@@ -28,6 +28,12 @@ impl Health {
         Health { server: server.to_string(), state: Mutex::new(State::default()) }
     }
 
+    /// A separate state for the same API server: watchers whose failures
+    /// must not count as the cluster's (an optional, maybe forbidden, list).
+    pub fn detached(&self) -> Self {
+        Health::new(&self.server)
+    }
+
     /// The problem the watchers have now, if any.
     pub fn problem(&self) -> Option<String> {
         self.state.lock().expect("health lock").failing.clone()

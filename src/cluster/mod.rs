@@ -170,6 +170,7 @@ impl ClusterWatch {
                 http_routes: g.http_routes.iter().flat_map(Store::state).collect(),
                 grpc_routes: g.grpc_routes.iter().flat_map(Store::state).collect(),
                 reference_grants: g.grants.iter().flat_map(Store::state).collect(),
+                namespaces: g.namespaces.state(),
             }),
         }
     }

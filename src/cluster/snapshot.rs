@@ -44,4 +44,7 @@ pub struct GatewayObjects {
     pub grpc_routes: Vec<Arc<GrpcRoute>>,
     /// ReferenceGrants.
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Namespaces, for listeners that allow routes by a namespace selector
+    /// (empty when devingress may not list them).
+    pub namespaces: Vec<Arc<k8s_openapi::api::core::v1::Namespace>>,
 }

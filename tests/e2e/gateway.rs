@@ -542,7 +542,9 @@ async fn grpc_routes_match_methods_and_stream_over_h2c() {
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     assert!(
         eventually(SETTLE, || async {
-            grpc_call(d.port, "grpc.example.com", "/echo.Echo/Unary", &["ping"]).await.0 == 200
+            // Served by the route, not yet the Ingresses' default backend.
+            grpc_call(d.port, "grpc.example.com", "/echo.Echo/Unary", &["ping"]).await.1
+                == [grpc_message("echo-0: ping")]
         })
         .await,
         "{}",

@@ -187,6 +187,25 @@ pub struct GatewayTable {
     pub route_reports: Vec<RouteReport>,
 }
 
+/// Whether a namespace with `labels` is chosen by a listener's selector
+/// (every `matchLabels` pair and every `matchExpressions` entry must hold).
+fn selects(
+    selector: &crate::gateway::api::gateways::GatewayListenersAllowedRoutesNamespacesSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+                "Exists" => labels.contains_key(&e.key),
+                "DoesNotExist" => !labels.contains_key(&e.key),
+                _ => false,
+            }
+        })
+}
+
 /// The route kinds devingress serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RouteKind {
@@ -381,13 +400,23 @@ impl GatewayTable {
                         None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => gw_ns == route_ns,
                         Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => true,
                         Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
-                            table.warnings.push(format!(
-                                "Gateway {gw_key}: listener {:?}: allowedRoutes.namespaces.from Selector is not \
-                                 supported yet; {} {route_key} (spec.parentRefs[{pi}]) is not attached",
-                                l.name,
-                                kind.name()
-                            ));
-                            false
+                            let selector = namespaces.and_then(|n| n.selector.as_ref());
+                            let labels = objects
+                                .namespaces
+                                .iter()
+                                .find(|n| n.metadata.name.as_deref() == Some(route_ns))
+                                .and_then(|n| n.metadata.labels.clone())
+                                .unwrap_or_default();
+                            if objects.namespaces.is_empty() {
+                                table.warnings.push(format!(
+                                    "Gateway {gw_key}: listener {:?}: allowedRoutes.namespaces.selector needs the \
+                                     cluster's Namespaces, which devingress cannot list; {} {route_key} \
+                                     (spec.parentRefs[{pi}]) is not attached",
+                                    l.name,
+                                    kind.name()
+                                ));
+                            }
+                            selector.is_some_and(|s| selects(s, &labels))
                         }
                     };
                     if !allowed {
@@ -970,5 +999,57 @@ mod tests {
         assert!(t.backends().all(|b| b.protocol == Protocol::H2c), "gRPC backends speak h2c");
         assert_eq!(t.route_reports[0].kind, RouteKind::Grpc);
         assert_eq!(t.gateway_reports[0].listeners[0].supported_kinds, ["HTTPRoute", "GRPCRoute"]);
+    }
+
+    #[test]
+    fn a_namespace_selector_admits_routes_from_the_namespaces_it_selects() {
+        let listeners = json!([{"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
+            "from": "Selector", "selector": {"matchLabels": {"team": "a"},
+                                              "matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}}}}]);
+        let backend = json!([{"backendRefs": [{"name": "s", "port": 80}]}]);
+        let mut o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([
+                route(
+                    "team-a",
+                    "in",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "namespace": "gw"}], "hostnames": ["in.test"], "rules": backend})
+                ),
+                route(
+                    "team-a-prod",
+                    "prod",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "namespace": "gw"}], "hostnames": ["prod.test"], "rules": backend})
+                ),
+                route(
+                    "other",
+                    "out",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "namespace": "gw"}], "hostnames": ["out.test"], "rules": backend})
+                ),
+            ]),
+        );
+        let ns = |name: &str, labels: serde_json::Value| {
+            Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap())
+        };
+        o.namespaces = vec![
+            ns("team-a", json!({"team": "a"})),
+            ns("team-a-prod", json!({"team": "a", "env": "prod"})),
+            ns("other", json!({})),
+        ];
+        let t = build(&o, &[svc("team-a", "s"), svc("team-a-prod", "s"), svc("other", "s")]);
+        assert_eq!(who(&t, Slot::Http, "in.test", "/"), "in/0");
+        assert_eq!(who(&t, Slot::Http, "prod.test", "/"), "-");
+        assert_eq!(who(&t, Slot::Http, "out.test", "/"), "-");
+        let reason = |name: &str| {
+            t.route_reports.iter().find(|r| r.route.name == name).unwrap().parents[0]
+                .accepted
+                .clone()
+                .err()
+                .map(|e| e.0)
+        };
+        assert_eq!(reason("out"), Some("NotAllowedByListeners"));
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     }
 }

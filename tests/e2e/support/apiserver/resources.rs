@@ -86,7 +86,10 @@ pub const CUSTOM_RESOURCE_DEFINITIONS: ResourceType = ResourceType {
     namespaced: false,
 };
 
-pub const ALL: [ResourceType; 12] = [
+pub const NAMESPACES: ResourceType =
+    ResourceType { plural: "namespaces", group: "", version: "v1", kind: "Namespace", namespaced: false };
+
+pub const ALL: [ResourceType; 13] = [
     INGRESSES,
     INGRESS_CLASSES,
     SERVICES,
@@ -99,6 +102,7 @@ pub const ALL: [ResourceType; 12] = [
     GRPC_ROUTES,
     REFERENCE_GRANTS,
     CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
 ];
 
 /// The discovery document of `group/version` (`GET /apis/{group}/{version}`),
