@@ -62,9 +62,10 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
                 .and_then(|c| c["listeners"].as_array())
                 .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()));
             let old = conditions_of(old_l);
-            let programmed: Result<(), Unmet> = match &l.accepted {
-                Ok(()) => Ok(()),
-                Err(_) => Err(("Invalid", "the listener is not accepted".into())),
+            let programmed: Result<(), Unmet> = match (&l.accepted, &l.resolved) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(_), _) => Err(("Invalid", "the listener is not accepted".into())),
+                (_, Err(_)) => Err(("Invalid", "the listener's certificate references do not resolve".into())),
             };
             json!({
                 "name": l.name,
@@ -73,7 +74,7 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
                 "conditions": [
                     cond("Accepted", &l.accepted, "Accepted", "served by devingress", generation, &old, now),
                     cond("Programmed", &programmed, "Programmed", "served by devingress", generation, &old, now),
-                    cond("ResolvedRefs", &Ok(()), "ResolvedRefs", "all references resolved", generation, &old, now),
+                    cond("ResolvedRefs", &l.resolved, "ResolvedRefs", "all references resolved", generation, &old, now),
                     condition("Conflicted", false, "NoConflicts", "no conflicts", generation, &old, now),
                 ],
             })
@@ -253,12 +254,14 @@ mod tests {
                     supported_kinds: vec!["HTTPRoute"],
                     attached_routes: 3,
                     accepted: Ok(()),
+                    resolved: Err(("RefNotPermitted", "no grant".into())),
                 },
                 ListenerReport {
                     name: "tcp".into(),
                     supported_kinds: vec![],
                     attached_routes: 0,
                     accepted: Err(("UnsupportedProtocol", "no TCP".into())),
+                    resolved: Ok(()),
                 },
             ],
         };
@@ -267,6 +270,9 @@ mod tests {
         assert_eq!(s["conditions"][1]["type"], "Programmed");
         assert_eq!(s["conditions"][1]["status"], "True");
         assert_eq!(s["listeners"][0]["attachedRoutes"], 3);
+        // A certificate reference that does not resolve: ResolvedRefs and Programmed false (rule 7).
+        assert_eq!(s["listeners"][0]["conditions"][2]["reason"], "RefNotPermitted");
+        assert_eq!(s["listeners"][0]["conditions"][1]["status"], "False");
         assert_eq!(
             s["listeners"][0]["supportedKinds"],
             json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])

@@ -167,7 +167,8 @@ pub struct HostGroup {
     pub default_backend: Option<DefaultRoute>,
 }
 
-/// A host listed in an Ingress's `spec.tls` (rules 17 to 19).
+/// A host listed in an Ingress's `spec.tls` (rules 17 to 19), or the
+/// hostname of a Gateway's HTTPS listener with its `certificateRefs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsHost {
     /// The host pattern.
@@ -178,8 +179,8 @@ pub struct TlsHost {
     /// Whether plain HTTP redirects to HTTPS (308), which is the default;
     /// the annotation `nginx.ingress.kubernetes.io/ssl-redirect: "false"` turns it off.
     pub redirect: bool,
-    /// The Ingress that lists it.
-    pub ingress: IngressKey,
+    /// What lists it, for messages: `Ingress ns/name`, `Gateway ns/name listener https`.
+    pub owner: String,
 }
 
 /// `namespace/name` of a Secret.
@@ -425,6 +426,9 @@ pub fn build_with(snapshot: &Snapshot, policy: &ClassPolicy) -> RouteTable {
     if let Some(objects) = &snapshot.gateway {
         table.gateway = gateway::GatewayTable::build(objects, &policy.gateway_classes, &services, &slices_by_ns);
         table.warnings.extend(table.gateway.warnings.iter().cloned());
+        // A Gateway's certificates come first: its routes take their hosts.
+        let ingress_tls = std::mem::take(&mut table.tls);
+        table.tls = table.gateway.tls.iter().cloned().chain(ingress_tls).collect();
     }
     let mut contributions = Vec::new();
     for ing in ingresses {
@@ -602,7 +606,7 @@ fn validate(ing: &Ingress, services: &HashMap<(&str, &str), &Service>) -> Result
             let host =
                 HostPattern::parse(Some(h)).map_err(|e| skip(format!("spec.tls[{i}].hosts[{j}]"), e.to_string()))?;
             if host != HostPattern::Any {
-                tls.push(TlsHost { host, secret: secret.clone(), redirect, ingress: key.clone() });
+                tls.push(TlsHost { host, secret: secret.clone(), redirect, owner: format!("Ingress {key}") });
             }
         }
     }

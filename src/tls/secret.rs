@@ -80,8 +80,8 @@ pub fn load(tls: &[TlsHost], secrets: &HashMap<SecretRef, Arc<Secret>>, now: Off
             Err(why) => out.problems.push((
                 r.clone(),
                 format!(
-                    "TLS Secret {r} (Ingress {}) cannot be used for {}: {why}; serving a devingress certificate instead",
-                    t.ingress, t.host
+                    "TLS Secret {r} ({}) cannot be used for {}: {why}; serving a devingress certificate instead",
+                    t.owner, t.host
                 ),
             )),
         }

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::*;
 use crate::paths::Paths;
-use crate::routes::{HostPattern, IngressKey, SecretRef, TlsHost};
+use crate::routes::{HostPattern, SecretRef, TlsHost};
 
 fn temp_paths() -> (tempfile::TempDir, Paths) {
     let dir = tempfile::tempdir().unwrap();
@@ -171,7 +171,7 @@ fn secret_certificates_are_checked() {
         host: HostPattern::parse(Some(h)).unwrap(),
         secret: Some(SecretRef { namespace: "default".into(), name: "tls".into() }),
         redirect: true,
-        ingress: IngressKey { namespace: "default".into(), name: "i".into() },
+        owner: "Ingress default/i".into(),
     };
     let good = secret("kubernetes.io/tls", &leaf.cert_pem, &leaf.key_pem);
     let r = SecretRef { namespace: "default".into(), name: "tls".into() };

@@ -470,3 +470,50 @@ async fn chromium_on_a_fresh_home_loads_an_https_host_after_one_trust() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("ok    CA trusted:") && said.contains(".pki/nssdb (Chrome)"), "{said}");
 }
+
+/// A Gateway's HTTPS listener serves the certificate of the Secret its
+/// `certificateRefs` names; a reference to another namespace without a
+/// ReferenceGrant is refused in the listener's status.
+#[tokio::test]
+async fn a_gateway_https_listener_serves_its_certificate_refs_secret() {
+    use crate::support::apiserver::resources::{GATEWAYS, HTTP_ROUTES};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    let (secret_ca, cert, key) = own_ca_leaf("secure.gw.test");
+    tls_secret(&c, "gw-cert", &cert, &key);
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [
+                   {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "secure.gw.test",
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "gw-cert"}]}},
+                   {"name": "elsewhere", "port": 443, "protocol": "HTTPS", "hostname": "other.gw.test",
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert", "namespace": "vault"}]}}]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "secure", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web", "sectionName": "https"}],
+                        "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    let served = || async {
+        match connect(port, "secure.gw.test", roots_from_pem(&secret_ca), &[b"h2"]).await {
+            Ok(tls) => get_over(tls, "secure.gw.test", "/").await.1.contains("bandicoot-0"),
+            Err(_) => false,
+        }
+    };
+    assert!(eventually(SETTLE, served).await, "{}", d.log());
+    let status = || c.api.get(GATEWAYS, "default", "web").unwrap()["status"]["listeners"].clone();
+    let resolved = |i: usize| {
+        let l = status();
+        l[i]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ResolvedRefs"))
+            .map(|c| c["reason"].clone())
+    };
+    assert!(eventually(SETTLE, || async { resolved(1) == Some(json!("RefNotPermitted")) }).await, "{}", status());
+    assert_eq!(resolved(0), Some(json!("ResolvedRefs")));
+}

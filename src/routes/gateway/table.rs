@@ -132,6 +132,9 @@ pub struct ListenerReport {
     pub attached_routes: usize,
     /// `Ok` when it is accepted and programmed, else why not.
     pub accepted: Result<(), Unmet>,
+    /// `Ok` when its `certificateRefs` resolve (`InvalidCertificateRef`,
+    /// `RefNotPermitted` otherwise).
+    pub resolved: Result<(), Unmet>,
 }
 
 /// How a served Gateway stands, for its status.
@@ -185,6 +188,8 @@ pub struct GatewayTable {
     pub gateway_reports: Vec<GatewayReport>,
     /// How each route attached (or not) to served Gateways.
     pub route_reports: Vec<RouteReport>,
+    /// The hostnames of HTTPS listeners with the Secret each one names.
+    pub tls: Vec<crate::routes::TlsHost>,
 }
 
 /// Whether a namespace with `labels` is chosen by a listener's selector
@@ -204,6 +209,43 @@ fn selects(
                 _ => false,
             }
         })
+}
+
+/// The certificate of an HTTPS listener (rule 7): its hostname as a
+/// certificate host pattern and the Secret of its first `certificateRefs`
+/// entry, or `None` (no hostname or no refs: devingress mints one); an
+/// unusable ref is `InvalidCertificateRef` or `RefNotPermitted`.
+fn certificate(
+    l: &GatewayListeners,
+    gw: &ObjectKey,
+    grants: &[Arc<ReferenceGrant>],
+) -> Result<Option<(crate::routes::HostPattern, crate::routes::SecretRef)>, Unmet> {
+    let Some(r) = l.tls.as_ref().and_then(|t| t.certificate_refs.as_ref()).and_then(|c| c.first()) else {
+        return Ok(None);
+    };
+    if r.group.as_deref().is_some_and(|g| !g.is_empty()) || r.kind.as_deref().is_some_and(|k| k != "Secret") {
+        return Err(("InvalidCertificateRef", format!("{} is not a Secret", r.name)));
+    }
+    let ns = r.namespace.clone().unwrap_or_else(|| gw.namespace.clone());
+    let permitted = ns == gw.namespace
+        || grants.iter().filter(|g| g.metadata.namespace.as_deref() == Some(ns.as_str())).any(|g| {
+            g.spec.from.iter().any(|f| f.group == GROUP && f.kind == "Gateway" && f.namespace == gw.namespace)
+                && g.spec
+                    .to
+                    .iter()
+                    .any(|t| t.group.is_empty() && t.kind == "Secret" && t.name.as_deref().is_none_or(|n| n == r.name))
+        });
+    if !permitted {
+        return Err(("RefNotPermitted", format!("no ReferenceGrant in namespace {ns} allows Secret {ns}/{}", r.name)));
+    }
+    let host = match l.hostname.as_deref() {
+        None | Some("") => return Ok(None),
+        Some(h) => match crate::routes::HostPattern::parse(Some(h)) {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some((host, crate::routes::SecretRef { namespace: ns, name: r.name.clone() })))
 }
 
 /// The route kinds devingress serves.
@@ -338,7 +380,22 @@ impl GatewayTable {
                     } else {
                         vec![]
                     };
-                    ListenerReport { name: l.name.clone(), supported_kinds, attached_routes: 0, accepted }
+                    let resolved = certificate(l, &gw_key, &objects.reference_grants).map(|cert| {
+                        if let Some((host, secret)) = cert {
+                            table.tls.push(crate::routes::TlsHost {
+                                host,
+                                secret: Some(secret),
+                                redirect: false,
+                                owner: format!("Gateway {gw_key} listener {}", l.name),
+                            });
+                        }
+                    });
+                    if let Err((_, why)) = &resolved {
+                        table
+                            .warnings
+                            .push(format!("Gateway {gw_key}: listener {:?}: tls.certificateRefs: {why}", l.name));
+                    }
+                    ListenerReport { name: l.name.clone(), supported_kinds, attached_routes: 0, accepted, resolved }
                 })
                 .collect();
             table.gateway_reports.push(GatewayReport {
