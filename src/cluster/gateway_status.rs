@@ -62,10 +62,15 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
                 .and_then(|c| c["listeners"].as_array())
                 .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()));
             let old = conditions_of(old_l);
-            let programmed: Result<(), Unmet> = match (&l.accepted, &l.resolved) {
-                (Ok(()), Ok(())) => Ok(()),
-                (Err(_), _) => Err(("Invalid", "the listener is not accepted".into())),
-                (_, Err(_)) => Err(("Invalid", "the listener's certificate references do not resolve".into())),
+            let programmed: Result<(), Unmet> = match (&l.accepted, &l.resolved, &l.conflicted) {
+                (Ok(()), Ok(()), None) => Ok(()),
+                (Err(_), ..) => Err(("Invalid", "the listener is not accepted".into())),
+                (_, Err(_), _) => Err(("Invalid", "the listener's certificate references do not resolve".into())),
+                (.., Some(_)) => Err(("Invalid", "the listener conflicts with another".into())),
+            };
+            let conflicted = match &l.conflicted {
+                Some((reason, why)) => condition("Conflicted", true, reason, why, generation, &old, now),
+                None => condition("Conflicted", false, "NoConflicts", "no conflicts", generation, &old, now),
             };
             json!({
                 "name": l.name,
@@ -75,7 +80,7 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
                     cond("Accepted", &l.accepted, "Accepted", "served by devingress", generation, &old, now),
                     cond("Programmed", &programmed, "Programmed", "served by devingress", generation, &old, now),
                     cond("ResolvedRefs", &l.resolved, "ResolvedRefs", "all references resolved", generation, &old, now),
-                    condition("Conflicted", false, "NoConflicts", "no conflicts", generation, &old, now),
+                    conflicted,
                 ],
             })
         })
@@ -255,6 +260,7 @@ mod tests {
                     attached_routes: 3,
                     accepted: Ok(()),
                     resolved: Err(("RefNotPermitted", "no grant".into())),
+                    conflicted: None,
                 },
                 ListenerReport {
                     name: "tcp".into(),
@@ -262,6 +268,7 @@ mod tests {
                     attached_routes: 0,
                     accepted: Err(("UnsupportedProtocol", "no TCP".into())),
                     resolved: Ok(()),
+                    conflicted: Some(("ProtocolConflict", "port 80 also has an HTTP listener".into())),
                 },
             ],
         };
@@ -279,6 +286,12 @@ mod tests {
         );
         assert_eq!(s["listeners"][1]["conditions"][0]["reason"], "UnsupportedProtocol");
         assert_eq!(s["listeners"][1]["conditions"][0]["observedGeneration"], 2);
+        assert_eq!(s["listeners"][1]["conditions"][3]["type"], "Conflicted");
+        assert_eq!(
+            (&s["listeners"][1]["conditions"][3]["status"], &s["listeners"][1]["conditions"][3]["reason"]),
+            (&json!("True"), &json!("ProtocolConflict"))
+        );
+        assert_eq!(s["listeners"][0]["conditions"][3]["reason"], "NoConflicts");
         // Unchanged: the same value, times included.
         let later = gateway_status(&report, Some(&s), "2026-11-30T11:00:00Z");
         assert!(same(&s, &later, &["addresses", "conditions", "listeners"]));

@@ -135,6 +135,9 @@ pub struct ListenerReport {
     /// `Ok` when its `certificateRefs` resolve (`InvalidCertificateRef`,
     /// `RefNotPermitted` otherwise).
     pub resolved: Result<(), Unmet>,
+    /// A conflict with another listener on its port (`HostnameConflict`,
+    /// `ProtocolConflict`): such a listener is not served (rule 6).
+    pub conflicted: Option<Unmet>,
 }
 
 /// How a served Gateway stands, for its status.
@@ -209,6 +212,23 @@ fn selects(
                 _ => false,
             }
         })
+}
+
+/// Whether `l` conflicts with another listener of its Gateway (rule 6):
+/// another protocol on its port, or the same protocol and hostname.
+fn conflict(l: &GatewayListeners, all: &[GatewayListeners]) -> Option<Unmet> {
+    let host = |x: &GatewayListeners| x.hostname.clone().unwrap_or_default().to_ascii_lowercase();
+    let others = all.iter().filter(|o| o.name != l.name && o.port == l.port);
+    let mut same_host = false;
+    for o in others {
+        if o.protocol != l.protocol {
+            return Some(("ProtocolConflict", format!("port {} also has a {} listener", l.port, o.protocol)));
+        }
+        same_host |= host(o) == host(l);
+    }
+    same_host.then(|| {
+        ("HostnameConflict", format!("another {} listener on port {} has the same hostname", l.protocol, l.port))
+    })
 }
 
 /// The certificate of an HTTPS listener (rule 7): its hostname as a
@@ -395,7 +415,18 @@ impl GatewayTable {
                             .warnings
                             .push(format!("Gateway {gw_key}: listener {:?}: tls.certificateRefs: {why}", l.name));
                     }
-                    ListenerReport { name: l.name.clone(), supported_kinds, attached_routes: 0, accepted, resolved }
+                    let conflicted = conflict(l, &g.spec.listeners);
+                    if let Some((_, why)) = &conflicted {
+                        table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
+                    }
+                    ListenerReport {
+                        name: l.name.clone(),
+                        supported_kinds,
+                        attached_routes: 0,
+                        accepted,
+                        resolved,
+                        conflicted,
+                    }
                 })
                 .collect();
             table.gateway_reports.push(GatewayReport {
@@ -444,6 +475,9 @@ impl GatewayTable {
                         continue;
                     }
                     named = true;
+                    if table.gateway_reports[gi].listeners[li].conflicted.is_some() {
+                        continue;
+                    }
                     let slot = match (l.protocol.as_str(), l.port) {
                         ("HTTP", 80) => Slot::Http,
                         ("HTTPS", 443) => Slot::Https,
@@ -1108,5 +1142,40 @@ mod tests {
         };
         assert_eq!(reason("out"), Some("NotAllowedByListeners"));
         assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn rule_6_conflicting_listeners_are_not_served() {
+        let listeners = json!([
+            {"name": "a", "port": 80, "protocol": "HTTP", "hostname": "same.test"},
+            {"name": "b", "port": 80, "protocol": "HTTP", "hostname": "Same.test"},
+            {"name": "c", "port": 80, "protocol": "HTTP", "hostname": "other.test"},
+            {"name": "d", "port": 8443, "protocol": "HTTPS"},
+            {"name": "e", "port": 8443, "protocol": "TLS"}]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([route(
+                "gw",
+                "r",
+                "2026-01-01T00:00:00Z",
+                json!({"parentRefs": [{"name": "web"}],
+                "rules": [{"backendRefs": [{"name": "s", "port": 80}]}]})
+            )]),
+        );
+        let t = build(&o, &[svc("gw", "s")]);
+        let reasons: Vec<Option<&str>> =
+            t.gateway_reports[0].listeners.iter().map(|l| l.conflicted.as_ref().map(|c| c.0)).collect();
+        assert_eq!(
+            reasons,
+            [
+                Some("HostnameConflict"),
+                Some("HostnameConflict"),
+                None,
+                Some("ProtocolConflict"),
+                Some("ProtocolConflict")
+            ]
+        );
+        assert_eq!(who(&t, Slot::Http, "same.test", "/"), "-", "conflicted listeners take no routes");
+        assert_eq!(who(&t, Slot::Http, "other.test", "/"), "r/0");
     }
 }
