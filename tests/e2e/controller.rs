@@ -39,7 +39,7 @@ async fn creates_its_ingress_class_and_writes_and_removes_status() {
     c.examples().await;
     simple(&c, "claimed", "claimed.example.com", Some("nginx"));
     other_controller_sets_status(&c, "claimed", "172.18.0.5");
-    let mut d = Devingress::up(&c.kubeconfig, &["--default-class"]).await;
+    let d = Devingress::up(&c.kubeconfig, &["--default-class"]).await;
 
     assert!(
         eventually(SETTLE, || async { c.api.get(INGRESS_CLASSES, "", "devingress").is_some() }).await,
@@ -70,12 +70,7 @@ async fn creates_its_ingress_class_and_writes_and_removes_status() {
     assert!(eventually(SETTLE, || async { lb(&c, "path-ingress").get("ingress").is_none() }).await, "{}", d.log());
 
     // A clean exit removes what devingress wrote, and only that.
-    let status = tokio::task::spawn_blocking(move || {
-        let s = d.terminate(Duration::from_secs(15));
-        (s, d.log())
-    })
-    .await
-    .unwrap();
+    let status = d.stop(Duration::from_secs(15)).await;
     assert!(status.0.unwrap().success(), "{}", status.1);
     assert_eq!(lb(&c, "host-ingress").get("ingress"), None, "{}", status.1);
     assert_eq!(lb(&c, "claimed"), json!({"ingress": [{"ip": "172.18.0.5"}]}));

@@ -31,12 +31,7 @@ async fn without_the_crds_up_says_once_how_to_install_them_and_follows_them_once
     let asked = c.api.requests().iter().filter(|r| *r == "GET /apis/gateway.networking.k8s.io/v1").count();
     assert!(asked >= 2, "discovery is asked again: {asked}");
 
-    c.api.install_gateway_api();
-    c.api.apply(
-        GATEWAYS,
-        json!({"metadata": {"name": "web", "namespace": "default"},
-               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
+    http_gateway(&c);
     assert!(d.wait_log("the Gateway API CRDs are installed now", SETTLE).await, "{}", d.log());
     let watched = |path: &'static str| {
         let requests = c.api.requests();
@@ -146,6 +141,17 @@ async fn a_gateway_api_release_devingress_does_not_support_is_not_accepted() {
     );
 }
 
+/// Installs the Gateway API and a Gateway `default/web` of devingress's
+/// class with one HTTP listener on port 80.
+fn http_gateway(c: &TestCluster) {
+    c.api.install_gateway_api();
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+}
+
 /// Sends `n` GETs of `path` for `host` (with `headers`) and counts the answers by pod
 /// (`"500"` for 500s, `"404"` for 404s).
 async fn tally(
@@ -182,12 +188,7 @@ async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_
     c.examples().await;
     c.service("other", "remote", "", 8080, json!(8080));
     c.pods("other", "remote", "", 8080, 1).await;
-    c.api.install_gateway_api();
-    c.api.apply(
-        GATEWAYS,
-        json!({"metadata": {"name": "web", "namespace": "default"},
-               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
+    http_gateway(&c);
     c.api.apply(
         HTTP_ROUTES,
         json!({"metadata": {"name": "shop", "namespace": "default"},
@@ -371,12 +372,7 @@ async fn gateways_and_routes_get_their_status_and_a_clean_exit_leaves_them_pendi
     );
 
     // A clean exit: no address, Programmed=False (Pending).
-    let (exit, log) = tokio::task::spawn_blocking(move || {
-        let mut d = d;
-        (d.terminate(SETTLE), d.log())
-    })
-    .await
-    .unwrap();
+    let (exit, log) = d.stop(SETTLE).await;
     assert!(exit.expect("exits").success(), "{log}");
     let g = gateway();
     assert_eq!(cond(&g, "Programmed"), pair("False", "Pending"), "{g}\n{log}");
@@ -389,12 +385,7 @@ async fn filters_modify_headers_redirect_and_rewrite() {
     use http_body_util::{BodyExt, Full};
     let mut c = TestCluster::start().await;
     c.examples().await;
-    c.api.install_gateway_api();
-    c.api.apply(
-        GATEWAYS,
-        json!({"metadata": {"name": "web", "namespace": "default"},
-               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
+    http_gateway(&c);
     let to_alpaca = json!([{"name": "alpaca", "port": 8080}]);
     c.api.apply(
         HTTP_ROUTES,
@@ -523,12 +514,7 @@ async fn grpc_routes_match_methods_and_stream_over_h2c() {
         json!({"metadata": {"name": "echo", "namespace": "default"}, "spec": {"ports": [{"name": "grpc", "port": 9000, "targetPort": 8080}]}}),
     );
     c.pods("default", "echo", "grpc", 8080, 1).await;
-    c.api.install_gateway_api();
-    c.api.apply(
-        GATEWAYS,
-        json!({"metadata": {"name": "web", "namespace": "default"},
-               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
+    http_gateway(&c);
     c.api.apply(
         GRPC_ROUTES,
         json!({"metadata": {"name": "echo", "namespace": "default"},
@@ -570,12 +556,7 @@ async fn a_route_edited_while_traffic_flows_is_live_within_a_second_and_no_reque
     use crate::support::apiserver::resources::HTTP_ROUTES;
     let mut c = TestCluster::start().await;
     c.examples().await;
-    c.api.install_gateway_api();
-    c.api.apply(
-        GATEWAYS,
-        json!({"metadata": {"name": "web", "namespace": "default"},
-               "spec": {"gatewayClassName": "devingress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
+    http_gateway(&c);
     let route = |svc: &str| {
         json!({"metadata": {"name": "live", "namespace": "default"},
                "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["live.example.com"],

@@ -123,14 +123,7 @@ async fn a_load_balancer_service_is_served_on_its_port_with_its_status_written_a
     );
 
     // A clean exit takes the status back out.
-    // (Waiting for the exit blocks a thread: not this runtime's, which
-    // runs the fake API server that must take the status patch.)
-    let (exit, log) = tokio::task::spawn_blocking(move || {
-        let mut d = d;
-        (d.terminate(SETTLE), d.log())
-    })
-    .await
-    .unwrap();
+    let (exit, log) = d.stop(SETTLE).await;
     assert!(exit.expect("exits").success(), "{log}");
     assert_eq!(lb_ingress(&c, "default", "redis"), Value::Null, "{log}");
     assert!(log.contains("removed devingress's address from the status of 1 Service(s)"), "{log}");

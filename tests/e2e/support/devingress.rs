@@ -153,6 +153,18 @@ impl Devingress {
         None
     }
 
+    /// Sends SIGTERM and waits for the exit on a blocking thread, so that
+    /// the test's runtime (which runs the fake API server that devingress
+    /// talks to while it shuts down) goes on. Returns the exit and the log.
+    pub async fn stop(self, deadline: Duration) -> (Option<std::process::ExitStatus>, String) {
+        tokio::task::spawn_blocking(move || {
+            let mut d = self;
+            (d.terminate(deadline), d.log())
+        })
+        .await
+        .expect("stop thread")
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
