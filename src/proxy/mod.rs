@@ -311,7 +311,21 @@ async fn forward(
             }
         }
         let head = RequestHead { method: parts.method, path_and_query, headers };
-        let mut res = match proxy.upstream.send(&backend, ep, &head, body.boxed()).await {
+        let sent = proxy.upstream.send(&backend, ep, &head, body.boxed());
+        let answered = match rule.and_then(|r| r.timeout.map(|t| (r, t))) {
+            Some((r, limit)) => match tokio::time::timeout(limit, sent).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    return pages::page(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("The backend did not answer within {limit:?}."),
+                        &format!("HTTPRoute {} rule {} sets that timeout.", r.route, r.rule),
+                    );
+                }
+            },
+            None => sent.await,
+        };
+        let mut res = match answered {
             Ok(answer) => {
                 tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "answered");
                 answer.response

@@ -602,3 +602,36 @@ async fn a_route_edited_while_traffic_flows_is_live_within_a_second_and_no_reque
     assert!(first_new.is_some_and(|t| t < Duration::from_secs(1)), "live within a second: {first_new:?}");
     assert!(answers.last().is_some_and(|(_, _, p)| p.starts_with("bandicoot")));
 }
+
+#[tokio::test]
+async fn a_rule_timeout_answers_504_when_the_backend_is_slower() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    http_gateway(&c);
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "timeouts", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["slow.example.com"], "rules": [
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/slow/limited"}}],
+                    "timeouts": {"request": "300ms"}, "backendRefs": [{"name": "alpaca", "port": 8080}]},
+                   {"backendRefs": [{"name": "alpaca", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            get(d.port, "slow.example.com", "/").await.pod().is_some_and(|p| p.starts_with("alpaca"))
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    // The pod takes 700 ms on /slow: within no limit it answers; over a 300 ms one, 504.
+    let started = std::time::Instant::now();
+    let limited = get(d.port, "slow.example.com", "/slow/limited").await;
+    let took = started.elapsed();
+    assert_eq!(limited.status, 504, "{}", limited.body);
+    assert!(limited.body.contains("HTTPRoute default/timeouts rule 0 sets that timeout"), "{}", limited.body);
+    assert!(took < Duration::from_millis(650), "answered after {took:?}");
+    assert_eq!(get(d.port, "slow.example.com", "/slow/free").await.status, 200);
+}

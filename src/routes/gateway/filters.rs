@@ -179,6 +179,35 @@ pub fn parse(filters: &[serde_json::Value], has_backends: bool) -> Result<Vec<Fi
     Ok(out)
 }
 
+/// A Gateway API duration (GEP-2257: `1h`, `500ms`, `2m30s`): `None` for
+/// zero, which means no timeout.
+pub fn duration(s: &str) -> Result<Option<std::time::Duration>, String> {
+    let bad = || format!("{s:?} is not a duration such as 10s, 500ms or 1m30s");
+    let (mut total, mut rest) = (std::time::Duration::ZERO, s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(3600), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(60), 1)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(1), 1)
+        } else {
+            return Err(bad());
+        };
+        total += unit * u32::try_from(n).map_err(|_| bad())?;
+        rest = &rest[len..];
+    }
+    Ok((!total.is_zero()).then_some(total))
+}
+
 /// `path` with the prefix the rule matched replaced (rule 17): `/foo`
 /// replaced by `/` turns `/foo/bar` into `/bar`, never `//bar`.
 pub fn replace_prefix(path: &str, matched: &str, replacement: &str) -> String {
@@ -251,6 +280,16 @@ pub fn redirect_location(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn durations_as_the_gateway_api_writes_them() {
+        use std::time::Duration;
+        assert_eq!(duration("10s"), Ok(Some(Duration::from_secs(10))));
+        assert_eq!(duration("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(duration("1h2m3s4ms"), Ok(Some(Duration::from_millis(3_723_004))));
+        assert_eq!(duration("0s"), Ok(None), "zero: no timeout");
+        assert!(duration("10").is_err() && duration("1d").is_err() && duration("").is_err() && duration("s").is_err());
+    }
 
     #[test]
     fn rule_17_prefix_rewrites_never_double_the_slash() {

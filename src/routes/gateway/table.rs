@@ -70,6 +70,9 @@ pub struct GatewayRule {
     pub backends: Arc<Vec<WeightedBackend>>,
     /// The rule's filters, in order.
     pub filters: Arc<Vec<Filter>>,
+    /// How long the backend may take to answer (`timeouts.request` or
+    /// `timeouts.backendRequest`, whichever is shorter).
+    pub timeout: Option<std::time::Duration>,
     /// Weighted round-robin cursor, shared by the rule's matches.
     cursor: Arc<AtomicUsize>,
     /// The route.
@@ -564,6 +567,23 @@ impl GatewayTable {
                 let raw: Vec<serde_json::Value> =
                     rule.filters.iter().flatten().filter_map(|f| serde_json::to_value(f).ok()).collect();
                 let has_backends = rule.backend_refs.as_ref().is_some_and(|b| !b.is_empty());
+                let timeout = rule
+                    .timeouts
+                    .iter()
+                    .flat_map(|t| [("request", &t.request), ("backendRequest", &t.backend_request)])
+                    .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)))
+                    .map(|(field, v)| super::filters::duration(v).map_err(|why| (format!("timeouts.{field}"), why)))
+                    .collect::<Result<Vec<_>, _>>();
+                let timeout = match timeout {
+                    Ok(all) => all.into_iter().flatten().min(),
+                    Err((field, why)) => {
+                        table.warnings.push(format!(
+                            "{} {route_key}: spec.rules[{ri}].{field}: {why}; the rule is not served",
+                            kind.name()
+                        ));
+                        continue;
+                    }
+                };
                 let filters = match super::filters::parse(&raw, has_backends) {
                     Ok(f) => Arc::new(f),
                     Err((field, why)) => {
@@ -620,6 +640,7 @@ impl GatewayTable {
                             matched: m.clone(),
                             backends: backends.clone(),
                             filters: filters.clone(),
+                            timeout,
                             cursor: cursor.clone(),
                             route: route_key.clone(),
                             rule: ri,
