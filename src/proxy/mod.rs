@@ -307,10 +307,35 @@ async fn forward(
                         };
                     }
                 }
-                Filter::ResponseHeaders(_) | Filter::Redirect { .. } => {}
+                Filter::ResponseHeaders(_) | Filter::Redirect { .. } | Filter::Mirror { .. } => {}
             }
         }
         let head = RequestHead { method: parts.method, path_and_query, headers };
+        // Mirrors get a copy of a request without a body; their answers are
+        // dropped and never delay this one.
+        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
+            if let Filter::Mirror { backend: Some(mirror), .. } = filter {
+                if !hyper::body::Body::is_end_stream(&body) {
+                    tracing::debug!("not mirrored to {}: the request has a body", mirror.display_name());
+                    continue;
+                }
+                let Some(ep) = mirror.pick().cloned() else { continue };
+                let (upstream, mirror, head) = (proxy.upstream.clone(), mirror.clone(), head.clone());
+                tokio::spawn(
+                    async move {
+                        let empty = http_body_util::Empty::<Bytes>::new().map_err(|n| match n {}).boxed();
+                        match upstream.send(&mirror, ep, &head, empty).await {
+                            Ok(answer) => {
+                                tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "mirrored");
+                                let _ = answer.response.into_body().collect().await;
+                            }
+                            Err(e) => tracing::debug!("mirroring failed: {e}"),
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+        }
         let sent = proxy.upstream.send(&backend, ep, &head, body.boxed());
         let answered = match rule.and_then(|r| r.timeout.map(|t| (r, t))) {
             Some((r, limit)) => match tokio::time::timeout(limit, sent).await {

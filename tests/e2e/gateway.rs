@@ -635,3 +635,31 @@ async fn a_rule_timeout_answers_504_when_the_backend_is_slower() {
     assert!(took < Duration::from_millis(650), "answered after {took:?}");
     assert_eq!(get(d.port, "slow.example.com", "/slow/free").await.status, 200);
 }
+
+#[tokio::test]
+async fn request_mirror_sends_a_copy_and_drops_its_answer() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.service("default", "mirror", "", 8080, json!(8080));
+    c.pods("default", "mirror", "", 8080, 1).await;
+    http_gateway(&c);
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "mirrored", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["mirror.example.com"], "rules": [
+                   {"backendRefs": [{"name": "alpaca", "port": 8080}],
+                    "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "mirror", "port": 8080}}}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            get(d.port, "mirror.example.com", "/x").await.pod().is_some_and(|p| p.starts_with("alpaca"))
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    // The client gets the real backend's answer; the mirror got a copy.
+    assert!(d.wait_log("mirrored pod=default/mirror-0:8080 status=200", SETTLE).await, "{}", d.log());
+}

@@ -585,7 +585,24 @@ impl GatewayTable {
                     }
                 };
                 let filters = match super::filters::parse(&raw, has_backends) {
-                    Ok(f) => Arc::new(f),
+                    Ok(mut f) => {
+                        for filter in &mut f {
+                            if let Filter::Mirror { reference: (ns, name, port), backend: slot } = filter {
+                                let r: HttpRouteRulesBackendRefs = serde_json::from_value(
+                                    serde_json::json!({"name": name, "namespace": ns, "port": port}),
+                                )
+                                .expect("a valid backendRef");
+                                match backend(&r, kind, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared) {
+                                    WeightedBackend::Service { backend, .. } => *slot = Some(backend),
+                                    WeightedBackend::Invalid { message, .. } => table.warnings.push(format!(
+                                        "{} {route_key}: spec.rules[{ri}] RequestMirror: {message}; nothing is mirrored",
+                                        kind.name()
+                                    )),
+                                }
+                            }
+                        }
+                        Arc::new(f)
+                    }
                     Err((field, why)) => {
                         table.warnings.push(format!(
                             "{} {route_key}: spec.rules[{ri}].{field}: {why}; the rule is not served",
@@ -753,14 +770,20 @@ impl GatewayTable {
         out
     }
 
-    /// Every Service backend in the table.
+    /// Every Service backend in the table, mirrors included.
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.slots.values().flatten().flat_map(|(_, h)| h.rules.iter()).flat_map(|r| r.backends.iter()).filter_map(
-            |b| match b {
+        let rules = self.slots.values().flatten().flat_map(|(_, h)| h.rules.iter());
+        rules.flat_map(|r| {
+            let weighted = r.backends.iter().filter_map(|b| match b {
                 WeightedBackend::Service { backend, .. } => Some(backend),
                 WeightedBackend::Invalid { .. } => None,
-            },
-        )
+            });
+            let mirrors = r.filters.iter().filter_map(|f| match f {
+                Filter::Mirror { backend, .. } => backend.as_ref(),
+                _ => None,
+            });
+            weighted.chain(mirrors)
+        })
     }
 
     /// The hostnames Gateway routes serve on `slot`, most specific first.
@@ -1049,7 +1072,7 @@ mod tests {
                 "r",
                 "2026-01-01T00:00:00Z",
                 json!({"parentRefs": [{"name": "web"}], "rules": [
-                {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80}}}]},
+                {"filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://a.test"]}}]},
                 {"matches": [{"path": {"type": "RegularExpression", "value": "("}}]}]})
             )]),
         );
@@ -1062,9 +1085,9 @@ mod tests {
             t.warnings
         );
         assert!(
-            t.warnings.iter().any(
-                |w| w.contains("HTTPRoute gw/r: spec.rules[0].filters[0].type: RequestMirror is not supported yet")
-            ),
+            t.warnings
+                .iter()
+                .any(|w| w.contains("HTTPRoute gw/r: spec.rules[0].filters[0].type: CORS is not supported yet")),
             "{:?}",
             t.warnings
         );
