@@ -133,7 +133,7 @@ pub fn load_files(files: &[PathBuf], looked: String, context: Option<&str>) -> R
         });
     }
     let kubeconfig = merged.unwrap_or_default();
-    check(kubeconfig, existing, context, which)
+    check(kubeconfig, existing, context, crate::programs::on_path)
 }
 
 /// The files to read and, for messages, where devingress looked.
@@ -159,12 +159,12 @@ fn candidates(explicit: Option<&Path>, env: Option<std::ffi::OsString>) -> (Vec<
 }
 
 /// Picks the context and checks that it is complete and its credential
-/// plugin can be found (`find` looks a command up on `PATH`).
+/// plugin can be found (`on_path` says whether a command is on `PATH`).
 fn check(
     kubeconfig: Kubeconfig,
     files: Vec<PathBuf>,
     context: Option<&str>,
-    find: impl Fn(&str) -> Option<PathBuf>,
+    on_path: impl Fn(&str) -> bool,
 ) -> Result<Loaded, KubeconfigError> {
     let files_text = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
     let contexts: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
@@ -198,7 +198,7 @@ fn check(
         && let Some(command) = exec.command.as_deref()
     {
         let has_dir = command.contains('/') || command.contains(std::path::MAIN_SEPARATOR);
-        let found = if has_dir { Path::new(command).is_file() } else { find(command).is_some() };
+        let found = if has_dir { Path::new(command).is_file() } else { on_path(command) };
         if !found {
             let hint = exec.install_hint.clone().map(|h| h.trim().to_string()).unwrap_or_else(|| {
                 format!(
@@ -222,14 +222,6 @@ pub fn options(loaded: &Loaded) -> KubeConfigOptions {
     KubeConfigOptions { context: Some(loaded.context.clone()), ..KubeConfigOptions::default() }
 }
 
-/// `command` found on `PATH`.
-fn which(command: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(command))
-        .find(|p| p.is_file() || (cfg!(windows) && p.with_extension("exe").is_file()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +238,7 @@ mod tests {
 
     #[test]
     fn current_context_is_used_with_its_server() {
-        let l = check(config(TWO), files(), None, |_| None).unwrap();
+        let l = check(config(TWO), files(), None, |_| false).unwrap();
         assert_eq!(
             (l.context.as_str(), l.cluster.as_str(), l.server.as_str()),
             ("kind-dev", "dev", "https://127.0.0.1:6443")
@@ -256,31 +248,31 @@ mod tests {
 
     #[test]
     fn unknown_context_names_the_file_and_the_contexts_it_has() {
-        let e = check(config(TWO), files(), Some("prod"), |_| None).unwrap_err().to_string();
+        let e = check(config(TWO), files(), Some("prod"), |_| false).unwrap_err().to_string();
         assert!(e.contains("context \"prod\" is not in the kubeconfig /home/u/.kube/config"), "{e}");
         assert!(e.contains("It has: kind-dev, eks") && e.contains("--context NAME"), "{e}");
     }
 
     #[test]
     fn missing_exec_plugin_is_named_with_its_install_hint() {
-        let e = check(config(TWO), files(), Some("eks"), |_| None).unwrap_err().to_string();
+        let e = check(config(TWO), files(), Some("eks"), |_| false).unwrap_err().to_string();
         assert!(e.contains("`aws-iam-authenticator-not-here`, which is not installed (not found on PATH)"), "{e}");
         assert!(e.contains("Install it: brew install aws-iam-authenticator"), "{e}");
         // Found on PATH: fine.
-        assert!(check(config(TWO), files(), Some("eks"), |_| Some(PathBuf::from("/bin/x"))).is_ok());
+        assert!(check(config(TWO), files(), Some("eks"), |_| true).is_ok());
     }
 
     #[test]
     fn no_current_context_lists_the_contexts() {
         let yaml = TWO.replace("current-context: kind-dev\n", "");
-        let e = check(config(&yaml), files(), None, |_| None).unwrap_err().to_string();
+        let e = check(config(&yaml), files(), None, |_| false).unwrap_err().to_string();
         assert!(e.contains("has no current context") && e.contains("kind-dev, eks"), "{e}");
     }
 
     #[test]
     fn context_without_a_server_is_incomplete() {
         let yaml = TWO.replace("  cluster: {server: 'https://127.0.0.1:6443'}\n", "  cluster: {}\n");
-        let e = check(config(&yaml), files(), None, |_| None).unwrap_err().to_string();
+        let e = check(config(&yaml), files(), None, |_| false).unwrap_err().to_string();
         assert!(e.contains("cluster \"dev\" has no server address"), "{e}");
     }
 

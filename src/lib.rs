@@ -17,6 +17,7 @@ pub mod lb;
 pub mod listen;
 pub mod logs;
 pub mod paths;
+pub mod programs;
 pub mod progress;
 pub mod proxy;
 pub mod resolver;

@@ -186,7 +186,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     let addr = listener.local_addr()?;
     // LoadBalancer Services, on every port but devingress's own.
     if !args.no_load_balancers {
-        let mut reserved = vec![(addr.port(), "devingress's own HTTP port".to_string())];
+        let mut reserved = vec![(http_port, "devingress's own HTTP port".to_string())];
         reserved.extend(https_port.map(|p| (p, "devingress's own HTTPS port".to_string())));
         reserved.extend(dns_port.map(|p| (p, "devingress's own DNS port".to_string())));
         let lbs = LoadBalancers {

@@ -134,5 +134,5 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, TrustError> {
 
 /// Whether `program` can be found on `PATH`.
 pub fn have(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+    crate::programs::on_path(program)
 }
