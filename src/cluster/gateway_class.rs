@@ -94,25 +94,25 @@ pub struct GatewayClassWriter {
     created: bool,
     /// The bundle version, once read (`Some(None)`: could not be read).
     bundle: Option<Option<String>>,
-    /// The last failure, said once.
-    failing: Option<String>,
+    /// Failed writes, said once each.
+    failures: super::status::Failures,
 }
 
 impl GatewayClassWriter {
     /// A writer that talks through `client`.
     pub fn new(client: Client) -> Self {
-        GatewayClassWriter { client, created: false, bundle: None, failing: None }
+        GatewayClassWriter { client, created: false, bundle: None, failures: Default::default() }
     }
 
     /// Whether some write failed and should be tried again.
     pub fn needs_retry(&self) -> bool {
-        self.failing.is_some()
+        self.failures.any()
     }
 
     /// Creates the `devingress` class if no class has that name, then
     /// brings the status of every class of devingress's controller up to date.
     pub async fn sync(&mut self, classes: &[Arc<GatewayClass>]) {
-        self.failing = None;
+        self.failures.start();
         let api: Api<GatewayClass> = Api::all(self.client.clone());
         if !self.created && !classes.iter().any(|c| c.metadata.name.as_deref() == Some(GATEWAY_CLASS_NAME)) {
             self.created = true;
@@ -170,11 +170,8 @@ impl GatewayClassWriter {
             match api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await {
                 Ok(_) => tracing::debug!("GatewayClass {name}: status written"),
                 Err(e) => {
-                    let what = format!("cannot write the status of GatewayClass {name}: {}", describe_error(&e));
-                    if self.failing.as_deref() != Some(what.as_str()) {
-                        tracing::warn!("{what}; will try again");
-                    }
-                    self.failing = Some(what);
+                    self.failures
+                        .fail(format!("cannot write the status of GatewayClass {name}: {}", describe_error(&e)));
                 }
             }
         }

@@ -123,19 +123,19 @@ pub struct GatewayStatusWriter {
     client: Client,
     /// Gateways whose status devingress wrote.
     written: HashSet<ObjectKey>,
-    /// The last failure, said once.
-    failing: Option<String>,
+    /// Failed writes, said once each.
+    failures: super::status::Failures,
 }
 
 impl GatewayStatusWriter {
     /// A writer that talks through `client`.
     pub fn new(client: Client) -> Self {
-        GatewayStatusWriter { client, written: HashSet::new(), failing: None }
+        GatewayStatusWriter { client, written: HashSet::new(), failures: Default::default() }
     }
 
     /// Whether some write failed and should be tried again.
     pub fn needs_retry(&self) -> bool {
-        self.failing.is_some()
+        self.failures.any()
     }
 
     async fn apply<K>(&mut self, key: &ObjectKey, status: Value) -> bool
@@ -148,11 +148,11 @@ impl GatewayStatusWriter {
         match api.patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await {
             Ok(_) => true,
             Err(e) => {
-                let what = format!("cannot write the status of {} {key}: {}", K::kind(&()), describe_error(&e));
-                if self.failing.as_deref() != Some(what.as_str()) {
-                    tracing::warn!("{what}; will try again");
-                }
-                self.failing = Some(what);
+                self.failures.fail(format!(
+                    "cannot write the status of {} {key}: {}",
+                    K::kind(&()),
+                    describe_error(&e)
+                ));
                 false
             }
         }
@@ -160,7 +160,7 @@ impl GatewayStatusWriter {
 
     /// Writes what changed since the objects' current status.
     pub async fn sync(&mut self, objects: &GatewayObjects, gateways: &[GatewayReport], routes: &[RouteReport]) {
-        self.failing = None;
+        self.failures.start();
         let now = super::gateway_class::now();
         for report in gateways.iter().filter(|g| g.ours) {
             let current = find(&objects.gateways, &report.gateway)

@@ -25,6 +25,39 @@ pub const FIELD_MANAGER: &str = "devingress";
 /// The address devingress serves on.
 pub const ADDRESS: &str = "127.0.0.1";
 
+/// The failures of status writes, said once each: a write retried every
+/// few seconds that keeps failing the same way is not said again.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// What failed in the last round.
+    last: Vec<String>,
+    /// What failed in this round.
+    now: Vec<String>,
+}
+
+impl Failures {
+    /// A new round of writes begins.
+    pub fn start(&mut self) {
+        self.last = std::mem::take(&mut self.now);
+    }
+
+    /// A write failed: warns unless the last round already said so.
+    /// Returns whether it was said.
+    pub fn fail(&mut self, what: String) -> bool {
+        let new = !self.last.contains(&what) && !self.now.contains(&what);
+        if new {
+            tracing::warn!("{what}; will try again");
+        }
+        self.now.push(what);
+        new
+    }
+
+    /// Whether a write of this round failed and should be retried.
+    pub fn any(&self) -> bool {
+        !self.now.is_empty()
+    }
+}
+
 /// What the writer knows about the objects of one kind it touched.
 pub struct StatusWriter<K> {
     client: Client,
@@ -32,8 +65,8 @@ pub struct StatusWriter<K> {
     written: HashSet<ObjectKey>,
     /// Objects where another controller owns the status.
     others: HashSet<ObjectKey>,
-    /// The last failure, said once.
-    failing: Option<String>,
+    /// Failed writes, said once each.
+    failures: Failures,
     kind: PhantomData<K>,
 }
 
@@ -48,19 +81,18 @@ where
 {
     /// A writer that patches through `client`.
     pub fn new(client: Client) -> Self {
-        StatusWriter { client, written: HashSet::new(), others: HashSet::new(), failing: None, kind: PhantomData }
+        StatusWriter {
+            client,
+            written: HashSet::new(),
+            others: HashSet::new(),
+            failures: Failures::default(),
+            kind: PhantomData,
+        }
     }
 
     /// Whether some write failed and should be tried again.
     pub fn needs_retry(&self) -> bool {
-        self.failing.is_some()
-    }
-
-    fn failed(&mut self, what: String) {
-        if self.failing.as_deref() != Some(what.as_str()) {
-            tracing::warn!("{what}; will try again");
-            self.failing = Some(what);
-        }
+        self.failures.any()
     }
 
     async fn apply(&self, key: &ObjectKey, load_balancer: Value) -> Result<(), kube::Error> {
@@ -75,7 +107,7 @@ where
     /// `desired` holds devingress's entries for the objects it serves,
     /// `current` what every existing object's status holds now.
     pub async fn sync(&mut self, current: &BTreeMap<ObjectKey, Vec<Value>>, desired: &BTreeMap<ObjectKey, Value>) {
-        self.failing = None;
+        self.failures.start();
         let kind = kind_name::<K>();
         for (key, ours) in desired {
             let Some(now) = current.get(key) else { continue };
@@ -102,7 +134,9 @@ where
                         tracing::info!("{kind} {}: another controller manages its status; leaving it alone", key);
                     }
                 }
-                Err(e) => self.failed(format!("cannot write the status of {kind} {}: {}", key, describe_error(&e))),
+                Err(e) => {
+                    self.failures.fail(format!("cannot write the status of {kind} {}: {}", key, describe_error(&e)));
+                }
             }
         }
         let gone: Vec<ObjectKey> = self.written.iter().filter(|k| !desired.contains_key(*k)).cloned().collect();
@@ -115,7 +149,9 @@ where
                 Ok(()) => {
                     self.written.remove(&key);
                 }
-                Err(e) => self.failed(format!("cannot clear the status of {kind} {}: {}", key, describe_error(&e))),
+                Err(e) => {
+                    self.failures.fail(format!("cannot clear the status of {kind} {}: {}", key, describe_error(&e)));
+                }
             }
         }
         self.others.retain(|k| desired.contains_key(k));
@@ -156,4 +192,26 @@ where
             (key, list.unwrap_or_default())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failures;
+
+    #[test]
+    fn a_failure_retried_round_after_round_is_said_once() {
+        let mut f = Failures::default();
+        f.start();
+        assert!(f.fail("cannot write A".into()));
+        assert!(!f.fail("cannot write A".into()), "twice in one round");
+        assert!(f.fail("cannot write B".into()));
+        f.start();
+        assert!(!f.fail("cannot write A".into()), "the next round's retry");
+        assert!(f.any());
+        // A round without it clears it: a later failure is news again.
+        f.start();
+        assert!(!f.any());
+        f.start();
+        assert!(f.fail("cannot write A".into()));
+    }
 }
