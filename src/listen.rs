@@ -64,6 +64,41 @@ impl BindError {
     }
 }
 
+/// What went wrong binding a port that devingress takes while it runs (a
+/// LoadBalancer Service's, a Gateway listener's), which it tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortProblem {
+    /// Another program (or devingress itself) has the port.
+    InUse,
+    /// A port below 1024 without the capability.
+    NeedsPrivilege,
+    /// Anything else.
+    Other,
+}
+
+/// Binds `addr` now, for use on the running runtime.
+pub fn bind_now(addr: SocketAddr) -> io::Result<TcpListener> {
+    std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)).and_then(TcpListener::from_std)
+}
+
+/// A failure of [`bind_now`] in the user's words, with the fix.
+pub fn port_problem(addr: SocketAddr, e: &io::Error) -> (PortProblem, String) {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => (
+            PortProblem::InUse,
+            format!("{addr} is in use by another program; devingress takes it as soon as it is free"),
+        ),
+        io::ErrorKind::PermissionDenied => (
+            PortProblem::NeedsPrivilege,
+            format!(
+                "port {} needs privileges: run `devingress setup` once (it lets devingress bind ports below 1024)",
+                addr.port()
+            ),
+        ),
+        _ => (PortProblem::Other, format!("cannot listen on {addr}: {e}")),
+    }
+}
+
 fn current_exe() -> String {
     std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "$(command -v devingress)".into())
 }

@@ -256,6 +256,7 @@ mod tests {
             listeners: vec![
                 ListenerReport {
                     name: "http".into(),
+                    slot: Some(crate::routes::gateway::Slot::Http),
                     supported_kinds: vec!["HTTPRoute"],
                     attached_routes: 3,
                     accepted: Ok(()),
@@ -264,6 +265,7 @@ mod tests {
                 },
                 ListenerReport {
                     name: "tcp".into(),
+                    slot: None,
                     supported_kinds: vec![],
                     attached_routes: 0,
                     accepted: Err(("UnsupportedProtocol", "no TCP".into())),

@@ -23,8 +23,10 @@ use crate::lb::{LbReport, LoadBalancers};
 use crate::listen::{self, PortChoice};
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, OwnPorts, OwnPortsReport, Proxy};
 use crate::resolver::{OsResolver, ResolverKind};
+use crate::routes::gateway::Slot;
+use crate::routes::gateway::table::GatewayReport;
 use crate::routes::{self, ClassPolicy, RouteTable, SecretRef, Target};
 use crate::status::StatusHub;
 use crate::status::model::{DnsStatus, Listeners};
@@ -103,11 +105,13 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
     let (stop_gateways, gateways_stop_rx) = oneshot::channel();
+    let (own_ports_tx, own_ports_rx) = watch::channel(Arc::new(OwnPortsReport::default()));
     let gateway_status = tokio::spawn(follow_gateway_api(
         GatewayClassWriter::new(client.clone()),
         GatewayStatusWriter::new(client.clone()),
         watch.clone(),
         table_rx.clone(),
+        own_ports_rx,
         gateways_stop_rx,
     ));
     let (stop_status, stop_rx) = oneshot::channel();
@@ -151,6 +155,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
 
     let mut servers = Vec::new();
     let mut https_port = None;
+    let mut tls_acceptor = None;
     let mut listeners = Listeners {
         http: Some(listener.local_addr()?.to_string()),
         https: None,
@@ -165,11 +170,13 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         let secret_certs = Arc::new(RwLock::new(SecretCerts::default()));
         tokio::spawn(follow_secrets(SecretWatch::new(client.clone()), table_rx.clone(), secret_certs.clone()));
         let acceptor = tls::acceptor(table_rx.clone(), leaves, secret_certs);
+        tls_acceptor = Some(acceptor.clone());
         let proxy = Arc::new(Proxy {
             table: table_rx.clone(),
             upstream: upstream.clone(),
             health: watch.health(),
             proto: "https",
+            slot: Slot::Https,
             https_port: None,
             http_port,
             status: hub.clone(),
@@ -184,14 +191,15 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         )));
     }
     let addr = listener.local_addr()?;
-    // LoadBalancer Services, on every port but devingress's own.
+    // LoadBalancer Services and Gateway listeners on ports of their own take
+    // every port but devingress's own.
+    let mut reserved = vec![(http_port, "devingress's own HTTP port".to_string())];
+    reserved.extend(https_port.map(|p| (p, "devingress's own HTTPS port".to_string())));
+    reserved.extend(dns_port.map(|p| (p, "devingress's own DNS port".to_string())));
     if !args.no_load_balancers {
-        let mut reserved = vec![(http_port, "devingress's own HTTP port".to_string())];
-        reserved.extend(https_port.map(|p| (p, "devingress's own HTTPS port".to_string())));
-        reserved.extend(dns_port.map(|p| (p, "devingress's own DNS port".to_string())));
         let lbs = LoadBalancers {
             listen: args.listen,
-            reserved,
+            reserved: reserved.clone(),
             table: table_rx.clone(),
             upstream: upstream.clone(),
             stats: hub.lb_stats(),
@@ -207,10 +215,19 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         upstream,
         health: watch.health(),
         proto: "http",
+        slot: Slot::Http,
         https_port,
         http_port,
         status: hub,
     });
+    let own_ports = OwnPorts {
+        listen: args.listen,
+        reserved,
+        proxy: proxy.clone(),
+        tls: tls_acceptor,
+        grace: args.shutdown_timeout,
+    };
+    servers.push(tokio::spawn(own_ports.run(own_ports_tx, stop.clone())));
     servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
     let exit = tokio::select! {
         () = shutdown => Exit::Stopped,
@@ -460,6 +477,7 @@ async fn follow_gateway_api(
     mut status: GatewayStatusWriter,
     watch: Arc<ClusterWatch>,
     mut table: watch::Receiver<Arc<RouteTable>>,
+    mut own_ports: watch::Receiver<Arc<OwnPortsReport>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -467,16 +485,35 @@ async fn follow_gateway_api(
         if let Some(objects) = &objects {
             classes.sync(&objects.classes).await;
             let t = table.borrow_and_update().clone();
-            status.sync(objects, &t.gateway.gateway_reports, &t.gateway.route_reports).await;
+            let gateways = with_own_ports(&t.gateway.gateway_reports, &own_ports.borrow_and_update());
+            status.sync(objects, &gateways, &t.gateway.route_reports).await;
         }
         let retry = classes.needs_retry() || status.needs_retry();
         tokio::select! {
             changed = table.changed() => if changed.is_err() { break },
+            changed = own_ports.changed() => if changed.is_err() { break },
             () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
             _ = &mut stop => break,
         }
     }
     status.clear_all(watch.snapshot().gateway.as_ref()).await;
+}
+
+/// The Gateways' reports with what binding their listeners' ports of their
+/// own found: a port that cannot be bound is `PortUnavailable`, one not
+/// tried yet `Pending`.
+fn with_own_ports(reports: &[GatewayReport], ports: &OwnPortsReport) -> Vec<GatewayReport> {
+    let mut out = reports.to_vec();
+    for l in out.iter_mut().flat_map(|g| g.listeners.iter_mut()) {
+        if let (Some(slot @ Slot::Port { port, .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
+            match ports.ports.get(&slot) {
+                Some(Ok(())) => {}
+                Some(Err(why)) => l.accepted = Err(("PortUnavailable", why.clone())),
+                None => l.accepted = Err(("Pending", format!("devingress has not bound port {port} yet"))),
+            }
+        }
+    }
+    out
 }
 
 /// Keeps the status of served Ingresses and LoadBalancer Services pointing

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::listen::PortProblem;
 use crate::routes::{LbPortState, RouteTable, ServiceKey, Target};
 use crate::upstream::Upstream;
 
@@ -162,10 +163,7 @@ impl LoadBalancers {
             return Err(PortError::retried(reasons::PORT_IN_USE, format!("port {port} is {what}")));
         }
         let addr = SocketAddr::new(self.listen, port);
-        let listener = std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|e| bind_error(addr, &e))?;
+        let listener = crate::listen::bind_now(addr).map_err(|e| bind_error(addr, &e))?;
         let task = tokio::spawn(connection::accept_loop(
             listener,
             service.clone(),
@@ -223,19 +221,10 @@ impl LoadBalancers {
 
 /// A bind error in the user's terms, with the fix.
 fn bind_error(addr: SocketAddr, e: &std::io::Error) -> PortError {
-    match e.kind() {
-        std::io::ErrorKind::AddrInUse => PortError::retried(
-            reasons::PORT_IN_USE,
-            format!("{addr} is in use by another program; devingress takes it as soon as it is free"),
-        ),
-        std::io::ErrorKind::PermissionDenied => PortError::retried(
-            reasons::PRIVILEGED_PORT,
-            format!(
-                "port {} needs privileges: run `devingress setup` once (it lets devingress bind ports below 1024)",
-                addr.port()
-            ),
-        ),
-        _ => PortError::retried(reasons::PORT_IN_USE, format!("cannot listen on {addr}: {e}")),
+    let (problem, message) = crate::listen::port_problem(addr, e);
+    match problem {
+        PortProblem::NeedsPrivilege => PortError::retried(reasons::PRIVILEGED_PORT, message),
+        PortProblem::InUse | PortProblem::Other => PortError::retried(reasons::PORT_IN_USE, message),
     }
 }
 

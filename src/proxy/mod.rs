@@ -3,8 +3,10 @@
 
 mod headers;
 mod pages;
+mod ports;
 
 pub use headers::{ClientInfo, set_forwarded, strip_hop_by_hop, upgrade_protocol};
+pub use ports::{OwnPorts, OwnPortsReport};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +38,7 @@ use crate::upstream::{RequestHead, Upstream};
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// What every request handler reads.
+#[derive(Clone)]
 pub struct Proxy {
     /// The current routing table.
     pub table: watch::Receiver<Arc<RouteTable>>,
@@ -45,6 +48,10 @@ pub struct Proxy {
     pub health: Arc<Health>,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// Which Gateway listeners this listener serves: devingress's HTTP or
+    /// HTTPS port (Gateway ports 80 and 443, and every Ingress), or a
+    /// listener's port of its own (Gateway routes only).
+    pub slot: Slot,
     /// The HTTPS port, when HTTPS is served: `spec.tls` hosts on the HTTP
     /// listener are redirected there (rule 19).
     pub https_port: Option<u16>,
@@ -183,9 +190,9 @@ fn gateway_redirect(
     let origin = Origin {
         scheme: proxy.proto,
         host,
-        listener_port: if slot == Slot::Https { 443 } else { 80 },
-        http_port: if proxy.proto == "http" { local_port } else { proxy.http_port },
-        https_port: if proxy.proto == "https" { Some(local_port) } else { proxy.https_port },
+        listener_port: slot.listener_port(),
+        http_port: if slot == Slot::Http { local_port } else { proxy.http_port },
+        https_port: if slot == Slot::Https { Some(local_port) } else { proxy.https_port },
     };
     let new_path = match path {
         Some(change) => gateway::filters::changed_path(change, req.uri().path(), &rule.matched.path),
@@ -232,7 +239,7 @@ async fn forward(
     let host = host.to_string();
     let path = req.uri().path().to_string();
     // A Gateway route takes its host before any Ingress does.
-    let slot = if proxy.proto == "https" { Slot::Https } else { Slot::Http };
+    let slot = proxy.slot;
     let parts =
         RequestParts { path: &path, method: req.method().as_str(), headers: req.headers(), query: req.uri().query() };
     let mut rule = None;
@@ -250,8 +257,16 @@ async fn forward(
             );
         }
         Some(GatewayAction::NoRule) => return pages::not_found(table, &host, &path),
+        // A listener's port of its own serves its Gateway routes only.
+        None if matches!(slot, Slot::Port { .. }) => {
+            return pages::page(
+                StatusCode::NOT_FOUND,
+                &format!("No Gateway route serves {host:?} on port {}.", slot.listener_port()),
+                "`devingress routes` lists the routes of each listener.",
+            );
+        }
         None => {
-            if let (Some(port), "http") = (proxy.https_port, proxy.proto) {
+            if let (Some(port), Slot::Http) = (proxy.https_port, slot) {
                 if table.tls_for(&host).is_some_and(|t| t.redirect) {
                     return pages::redirect_to_https(
                         &host,

@@ -344,7 +344,7 @@ fn served_hosts(table: &RouteTable) -> Vec<ServedHost> {
         HostPattern::Wildcard(s) => Some(ServedHost::Wildcard { suffix: s.clone(), any_depth: false }),
         HostPattern::Any => None,
     });
-    let gateway = [gateway::Slot::Http, gateway::Slot::Https].into_iter().flat_map(|slot| {
+    let gateway = table.gateway.slots().flat_map(|slot| {
         table.gateway.hosts(slot).into_iter().filter_map(|h| match h {
             gateway::GatewayHost::Exact(h) => Some(ServedHost::Exact(h.clone())),
             gateway::GatewayHost::Wildcard(s) => Some(ServedHost::Wildcard { suffix: s.clone(), any_depth: true }),

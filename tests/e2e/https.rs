@@ -517,3 +517,99 @@ async fn a_gateway_https_listener_serves_its_certificate_refs_secret() {
     assert!(eventually(SETTLE, || async { resolved(1) == Some(json!("RefNotPermitted")) }).await, "{}", status());
     assert_eq!(resolved(0), Some(json!("ResolvedRefs")));
 }
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn gateway_listeners_on_other_ports_are_served_on_their_own_numbers() {
+    use crate::support::apiserver::resources::{GATEWAYS, HTTP_ROUTES};
+    use crate::support::devingress::try_get;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    let (http_alt, https_alt) = (free_port(), free_port());
+    // Another program holds this one.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = holder.local_addr().unwrap().port();
+    let (secret_ca, cert, key) = own_ca_leaf("alt.gw.test");
+    tls_secret(&c, "alt-cert", &cert, &key);
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "alt", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [
+                   {"name": "plain", "port": http_alt, "protocol": "HTTP"},
+                   {"name": "secure", "port": https_alt, "protocol": "HTTPS", "hostname": "alt.gw.test",
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "alt-cert"}]}},
+                   {"name": "taken", "port": held, "protocol": "HTTP"}]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "alt", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "alt"}], "hostnames": ["alt.gw.test"],
+                        "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let pod_at = |port: u16, host: &'static str| async move { try_get(port, host, "/").await.and_then(|a| a.pod()) };
+    assert!(
+        eventually(SETTLE, || async { pod_at(http_alt, "alt.gw.test").await.as_deref() == Some("bandicoot-0") }).await,
+        "{}",
+        d.log()
+    );
+    // Its own port serves its Gateway routes only: an Ingress host is not found there.
+    let ingress_host = try_get(http_alt, "alpaca.example.com", "/").await.unwrap();
+    assert_eq!(ingress_host.status, 404, "{}", ingress_host.body);
+    assert!(ingress_host.body.contains(&format!("on port {http_alt}")), "{}", ingress_host.body);
+    // The listener is not on devingress's HTTP port: that serves port 80's.
+    assert_ne!(get(d.port, "alt.gw.test", "/").await.pod().as_deref(), Some("bandicoot-0"));
+    // HTTPS on a port of its own, with the Secret's certificate by SNI.
+    let tls = connect(https_alt, "alt.gw.test", roots_from_pem(&secret_ca), &[b"h2"]).await.expect("TLS");
+    let (version, body) = get_over(tls, "alt.gw.test", "/").await;
+    assert_eq!(version, "HTTP/2.0");
+    assert!(body.contains("bandicoot-0"), "{body}");
+    assert!(d.log().contains(&format!("on https://127.0.0.1:{https_alt}")), "{}", d.log());
+
+    // Status: the held port is PortUnavailable, the others Programmed.
+    let listener = |i: usize, kind: &str| {
+        let g = c.api.get(GATEWAYS, "default", "alt").unwrap();
+        g["status"]["listeners"][i]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+            .map(|c| (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string()))
+    };
+    let pair = |s: &str, r: &str| Some((s.to_string(), r.to_string()));
+    assert!(
+        eventually(SETTLE, || async { listener(2, "Accepted") == pair("False", "PortUnavailable") }).await,
+        "{:?}\n{}",
+        c.api.get(GATEWAYS, "default", "alt"),
+        d.log()
+    );
+    assert_eq!(listener(0, "Programmed"), pair("True", "Programmed"));
+    assert_eq!(listener(1, "Programmed"), pair("True", "Programmed"));
+    assert_eq!(listener(2, "Programmed"), pair("False", "Invalid"));
+    assert!(d.log().contains(&format!("port http:{held} not served: 127.0.0.1:{held} is in use")), "{}", d.log());
+    // Freed, it is taken within the retry, and the status follows.
+    drop(holder);
+    assert!(
+        eventually(SETTLE, || async { pod_at(held, "alt.gw.test").await.as_deref() == Some("bandicoot-0") }).await,
+        "{}",
+        d.log()
+    );
+    assert!(eventually(SETTLE, || async { listener(2, "Programmed") == pair("True", "Programmed") }).await);
+
+    // A listener taken out of the Gateway closes its port.
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "alt", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [
+                   {"name": "plain", "port": http_alt, "protocol": "HTTP"}]}}),
+    );
+    assert!(
+        eventually(SETTLE, || async { tokio::net::TcpStream::connect(("127.0.0.1", held)).await.is_err() }).await,
+        "{}",
+        d.log()
+    );
+    assert_eq!(pod_at(http_alt, "alt.gw.test").await.as_deref(), Some("bandicoot-0"));
+}

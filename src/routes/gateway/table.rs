@@ -3,15 +3,15 @@
 //! hostnames, and each rule's matches and weighted backends, ordered by the
 //! Gateway API's precedence.
 //!
-//! What this covers so far: `HTTP` listeners on port 80 (served on
-//! devingress's HTTP port) and `HTTPS` listeners on port 443 (its HTTPS
-//! port); `allowedRoutes` namespaces `Same` and `All` and kinds; parentRefs
-//! with `sectionName` and `port`; hostname intersection; path, method,
-//! header and query matches; Service backendRefs with weights, across
-//! namespaces through a ReferenceGrant, and invalid ones answering 500 for
-//! their share. Not yet: filters, other ports, `Selector` namespaces,
-//! GRPCRoute, listener certificates and status; routes and listeners that
-//! need them are left out with a warning that names them.
+//! `HTTP` and `HTTPS` listeners go into slots: port 80 and 443 onto
+//! devingress's own HTTP and HTTPS ports, any other port onto a port of its
+//! own ([`Slot`]). Routes (HTTPRoute, and GRPCRoute in the same shape)
+//! attach through `parentRefs` where `allowedRoutes` lets them, under the
+//! intersection of their hostnames with the listener's; each rule's
+//! matches, filters, timeouts and weighted backends become lookup entries.
+//! What cannot be served is left out with a warning that names the object
+//! and field, and the reports say how each Gateway and route stands, for
+//! their status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,6 +38,58 @@ pub enum Slot {
     Http,
     /// devingress's HTTPS port (the Gateway's port 443).
     Https,
+    /// A port of its own, at the listener's number (any other port).
+    Port {
+        /// The port number, the same on the listen address.
+        port: u16,
+        /// Whether connections are TLS first (an `HTTPS` listener).
+        tls: bool,
+    },
+}
+
+impl Slot {
+    /// Where devingress serves a listener of `protocol` on `port`, or
+    /// `None` for a protocol it does not serve.
+    pub fn of(protocol: &str, port: i32) -> Option<Slot> {
+        let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
+        match (protocol, port) {
+            ("HTTP", 80) => Some(Slot::Http),
+            ("HTTPS", 443) => Some(Slot::Https),
+            ("HTTP", port) => Some(Slot::Port { port, tls: false }),
+            ("HTTPS", port) => Some(Slot::Port { port, tls: true }),
+            _ => None,
+        }
+    }
+
+    /// The Gateway listener's port number this slot serves.
+    pub fn listener_port(self) -> u16 {
+        match self {
+            Slot::Http => 80,
+            Slot::Https => 443,
+            Slot::Port { port, .. } => port,
+        }
+    }
+
+    /// Whether connections are TLS first.
+    pub fn tls(self) -> bool {
+        match self {
+            Slot::Http => false,
+            Slot::Https => true,
+            Slot::Port { tls, .. } => tls,
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    /// `http`, `https`, or with a port of its own `http:8080`, `https:8443`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Http => f.write_str("http"),
+            Slot::Https => f.write_str("https"),
+            Slot::Port { port, tls: false } => write!(f, "http:{port}"),
+            Slot::Port { port, tls: true } => write!(f, "https:{port}"),
+        }
+    }
 }
 
 /// One backend of a rule and its weight.
@@ -107,7 +159,8 @@ struct HostRules {
 /// A rule match as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GatewayRow {
-    /// `http` or `https`: which of devingress's listeners.
+    /// `http` or `https`, devingress's own listeners, or `http:8080`, a
+    /// port of the listener's own.
     pub listener: String,
     /// The hostname it answers.
     pub host: String,
@@ -129,6 +182,8 @@ pub type Unmet = (&'static str, String);
 pub struct ListenerReport {
     /// The listener's name.
     pub name: String,
+    /// Where it is served (`None`: a protocol devingress does not serve).
+    pub slot: Option<Slot>,
     /// The route kinds it supports (`HTTPRoute` for HTTP and HTTPS).
     pub supported_kinds: Vec<&'static str>,
     /// How many routes attach to it.
@@ -383,13 +438,13 @@ impl GatewayTable {
                 .listeners
                 .iter()
                 .map(|l| {
-                    let accepted = match (l.protocol.as_str(), l.port) {
-                        ("HTTP", 80) | ("HTTPS", 443) => Ok(()),
-                        ("HTTP" | "HTTPS", n) => Err((
-                            "PortUnavailable",
-                            format!("devingress serves HTTP on port 80 and HTTPS on port 443, not yet port {n}"),
+                    let slot = Slot::of(&l.protocol, l.port);
+                    let accepted = match slot {
+                        Some(_) => Ok(()),
+                        None => Err((
+                            "UnsupportedProtocol",
+                            format!("devingress serves HTTP and HTTPS listeners, not {}", l.protocol),
                         )),
-                        (p, _) => Err(("UnsupportedProtocol", format!("devingress does not serve {p} listeners yet"))),
                     };
                     if let Err((_, why)) = &accepted {
                         table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
@@ -424,6 +479,7 @@ impl GatewayTable {
                     }
                     ListenerReport {
                         name: l.name.clone(),
+                        slot,
                         supported_kinds,
                         attached_routes: 0,
                         accepted,
@@ -481,11 +537,7 @@ impl GatewayTable {
                     if table.gateway_reports[gi].listeners[li].conflicted.is_some() {
                         continue;
                     }
-                    let slot = match (l.protocol.as_str(), l.port) {
-                        ("HTTP", 80) => Slot::Http,
-                        ("HTTPS", 443) => Slot::Https,
-                        _ => continue,
-                    };
+                    let Some(slot) = Slot::of(&l.protocol, l.port) else { continue };
                     if !allows(l, kind) {
                         continue;
                     }
@@ -753,11 +805,7 @@ impl GatewayTable {
                             .join(", ")
                     };
                     out.push(GatewayRow {
-                        listener: match slot {
-                            Slot::Http => "http",
-                            Slot::Https => "https",
-                        }
-                        .to_string(),
+                        listener: slot.to_string(),
                         host: host.to_string(),
                         matched: r.matched.to_string(),
                         action,
@@ -789,6 +837,25 @@ impl GatewayTable {
     /// The hostnames Gateway routes serve on `slot`, most specific first.
     pub fn hosts(&self, slot: Slot) -> Vec<&GatewayHost> {
         self.slots.get(&slot).map(|h| h.iter().map(|(h, _)| h).collect()).unwrap_or_default()
+    }
+
+    /// Every slot with routes.
+    pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.slots.keys().copied()
+    }
+
+    /// The ports of their own that served listeners ask for (accepted and
+    /// not conflicted), each once, with the listeners that want it.
+    pub fn own_ports(&self) -> BTreeMap<Slot, Vec<(ObjectKey, String)>> {
+        let mut out: BTreeMap<Slot, Vec<(ObjectKey, String)>> = BTreeMap::new();
+        for g in &self.gateway_reports {
+            for l in &g.listeners {
+                if let (Some(slot @ Slot::Port { .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
+                    out.entry(slot).or_default().push((g.gateway.clone(), l.name.clone()));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -1079,7 +1146,7 @@ mod tests {
         let t = build(&o, &[]);
         assert!(
             t.warnings.iter().any(|w| w.contains(
-                "Gateway gw/web: listener \"tcp\" is not served: devingress does not serve TCP listeners yet"
+                "Gateway gw/web: listener \"tcp\" is not served: devingress serves HTTP and HTTPS listeners, not TCP"
             )),
             "{:?}",
             t.warnings
@@ -1186,6 +1253,58 @@ mod tests {
         };
         assert_eq!(reason("out"), Some("NotAllowedByListeners"));
         assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn listeners_on_other_ports_get_ports_of_their_own_and_other_protocols_are_refused() {
+        let listeners = json!([
+            {"name": "web", "port": 80, "protocol": "HTTP"},
+            {"name": "alt", "port": 8081, "protocol": "HTTP"},
+            {"name": "alt-tls", "port": 8443, "protocol": "HTTPS"},
+            {"name": "tcp", "port": 5432, "protocol": "TCP"},
+        ]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([
+                route(
+                    "gw",
+                    "alt-only",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web", "port": 8081}], "hostnames": ["a.test"],
+                           "rules": [{"backendRefs": [{"name": "s", "port": 80}]}]})
+                ),
+                route(
+                    "gw",
+                    "everywhere",
+                    "2026-01-01T00:00:00Z",
+                    json!({"parentRefs": [{"name": "web"}], "hostnames": ["b.test"],
+                           "rules": [{"backendRefs": [{"name": "s", "port": 80}]}]})
+                ),
+            ]),
+        );
+        let t = build(&o, &[svc("gw", "s")]);
+        let alt = Slot::Port { port: 8081, tls: false };
+        let alt_tls = Slot::Port { port: 8443, tls: true };
+        assert_eq!(who(&t, alt, "a.test", "/"), "alt-only/0");
+        assert_eq!(who(&t, Slot::Http, "a.test", "/"), "-", "attached by port 8081 only");
+        assert_eq!(who(&t, alt_tls, "b.test", "/"), "everywhere/0");
+        assert_eq!(who(&t, Slot::Http, "b.test", "/"), "everywhere/0");
+        let ports: Vec<(Slot, Vec<String>)> = t
+            .own_ports()
+            .into_iter()
+            .map(|(s, ls)| (s, ls.iter().map(|(g, l)| format!("{g} {l}")).collect()))
+            .collect();
+        assert_eq!(ports, [(alt, vec!["gw/web alt".to_string()]), (alt_tls, vec!["gw/web alt-tls".to_string()])]);
+        let web = &t.gateway_reports[0];
+        let tcp = web.listeners.iter().find(|l| l.name == "tcp").unwrap();
+        assert_eq!(tcp.accepted.as_ref().unwrap_err().0, "UnsupportedProtocol");
+        assert!(tcp.supported_kinds.is_empty());
+        assert!(web.listeners.iter().filter(|l| l.name != "tcp").all(|l| l.accepted.is_ok()));
+        let listeners: Vec<String> = t.rows().into_iter().map(|r| format!("{} {}", r.listener, r.host)).collect();
+        assert_eq!(listeners, ["http b.test", "http:8081 a.test", "http:8081 b.test", "https:8443 b.test"]);
+        assert_eq!(Slot::of("HTTPS", 443), Some(Slot::Https));
+        assert_eq!(Slot::of("HTTP", 0), None);
+        assert_eq!(Slot::of("TLS", 443), None);
     }
 
     #[test]

@@ -215,18 +215,21 @@ impl Answer {
 
 /// GET `path` with `Host: host` from devingress on `port`.
 pub async fn get(port: u16, host: &str, path: &str) -> Answer {
+    try_get(port, host, path).await.expect("an answer within 20 s")
+}
+
+/// Like [`get`], `None` when nothing answers on `port` (refused, closed, or
+/// silent for 20 s).
+pub async fn try_get(port: u16, host: &str, path: &str) -> Option<Answer> {
     let req = http::Request::get(format!("http://127.0.0.1:{port}{path}"))
         .header("host", host)
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let res = tokio::time::timeout(Duration::from_secs(20), http_client().request(req))
-        .await
-        .expect("answer within 20s")
-        .expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(20), http_client().request(req)).await.ok()?.ok()?;
     let status = res.status().as_u16();
     let headers = res.headers().clone();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    let body = res.into_body().collect().await.ok()?.to_bytes();
+    Some(Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 /// Repeats `f` until it returns true or the deadline passes.
