@@ -7,6 +7,7 @@ mod gateway;
 mod gateway_class;
 mod gateway_status;
 mod health;
+mod pod_ips;
 mod secrets;
 mod snapshot;
 mod status;
@@ -36,12 +37,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use pod_ips::PodIps;
+
 /// Running watchers and their caches. Dropping it stops the watchers.
 pub struct ClusterWatch {
     ingresses: Vec<Store<Ingress>>,
     ingress_classes: Vec<Store<IngressClass>>,
     services: Vec<Store<Service>>,
     endpoint_slices: Vec<Store<EndpointSlice>>,
+    /// Pods found by IP for endpoints that name none.
+    pod_ips: Arc<PodIps>,
     /// One flag per watcher, set once its first list is in the store.
     synced: Vec<Arc<AtomicBool>>,
     changed: Arc<Notify>,
@@ -77,11 +82,13 @@ impl ClusterWatch {
             .into_iter()
             .map(|(api, ns)| w.reflector(api, "services", ns))
             .collect();
-        let endpoint_slices = namespaced_apis(&client, namespaces)
+        let endpoint_slices: Vec<Store<EndpointSlice>> = namespaced_apis(&client, namespaces)
             .into_iter()
             .map(|(api, ns)| w.reflector(api, "endpointslices", ns))
             .collect();
         let ingress_classes = vec![w.reflector(Api::all(client.clone()), "ingressclasses", String::new())];
+        let pod_ips = Arc::new(PodIps::default());
+        w.tasks.spawn(pod_ips::follow(client.clone(), endpoint_slices.clone(), pod_ips.clone(), w.changed.clone()));
         let gateway = Arc::new(OnceLock::new());
         let gateway_known = Arc::new(AtomicBool::new(false));
         w.tasks.spawn(gateway::follow(
@@ -97,6 +104,7 @@ impl ClusterWatch {
             ingress_classes,
             services,
             endpoint_slices,
+            pod_ips,
             synced: w.synced,
             changed: w.changed,
             health: w.health,
@@ -128,10 +136,11 @@ impl ClusterWatch {
     }
 
     /// Waits until every watcher has completed its first list, the Gateway
-    /// API's included, or the deadline passes.
+    /// API's included, and the pods of endpoints without one were looked
+    /// up, or the deadline passes.
     pub async fn wait_all_synced(&self, deadline: Duration) -> bool {
         let wait = async {
-            while !(self.is_synced() && self.gateway_synced()) {
+            while !(self.is_synced() && self.gateway_synced() && self.pod_ips.settled()) {
                 let notified = self.changed.notified();
                 let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
             }
@@ -162,7 +171,7 @@ impl ClusterWatch {
             ingresses: self.ingresses.iter().flat_map(Store::state).collect(),
             ingress_classes: self.ingress_classes.iter().flat_map(Store::state).collect(),
             services: self.services.iter().flat_map(Store::state).collect(),
-            endpoint_slices: self.endpoint_slices.iter().flat_map(Store::state).collect(),
+            endpoint_slices: self.pod_ips.complete(self.endpoint_slices.iter().flat_map(Store::state).collect()),
             gateway: self.gateway.get().map(|g| snapshot::GatewayObjects {
                 synced: g.is_synced(),
                 classes: g.classes.state(),

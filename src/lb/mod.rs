@@ -129,8 +129,8 @@ impl LoadBalancers {
             let mut ports = Vec::new();
             let mut counts = (0, 0);
             for p in &lb.ports {
-                if let Target::Pods { ready, not_ready, .. } = &p.backend.target {
-                    counts = (ready.len(), ready.len() + not_ready);
+                if let Target::Pods { .. } = &p.backend.target {
+                    counts = p.backend.target.pod_counts();
                 }
                 let error = match &p.state {
                     LbPortState::UnsupportedProtocol => Some(PortError::fixed(

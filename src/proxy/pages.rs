@@ -78,7 +78,10 @@ pub fn unavailable(backend: &Backend) -> Response<ProxyBody> {
             format!("Service {svc} (port {}) has no ready pods.", backend.port),
             match (not_ready, without_pod) {
                 (0, 0) => "It has no endpoints: check the Service's selector and that its pods are running.".into(),
-                (0, n) => format!("Its {n} endpoint(s) have no pod behind them; devingress can forward only to pods."),
+                (0, n) => format!(
+                    "Its {n} endpoint(s) name no pod (no targetRef) and no pod has their IP; \
+                     devingress forwards only to pods."
+                ),
                 (n, _) => format!("{n} endpoint(s) exist but are not ready."),
             },
         ),

@@ -81,6 +81,17 @@ pub enum Target {
     Unsupported(String),
 }
 
+impl Target {
+    /// Ready pods and all endpoints (ready or not, with a pod or without),
+    /// as `ready/total` columns show them; `(0, 0)` without pods.
+    pub fn pod_counts(&self) -> (usize, usize) {
+        match self {
+            Target::Pods { ready, not_ready, without_pod } => (ready.len(), ready.len() + not_ready + without_pod),
+            Target::ServiceMissing | Target::Unsupported(_) => (0, 0),
+        }
+    }
+}
+
 /// A Service port that routes point at. Shared between all routes that name
 /// the same Service port, so load spreading sees all of their traffic.
 #[derive(Debug)]

@@ -9,7 +9,10 @@ use super::{Backend, LbPortState, RouteTable};
 pub fn render(table: &RouteTable) -> String {
     let mut rows: Vec<[String; 6]> = vec![["HOST", "PATH", "TYPE", "BACKEND", "READY", "INGRESS"].map(String::from)];
     let ready = |b: &Backend| match &b.target {
-        super::Target::Pods { ready, not_ready, .. } => format!("{}/{}", ready.len(), ready.len() + not_ready),
+        t @ super::Target::Pods { .. } => {
+            let (ready, total) = t.pod_counts();
+            format!("{ready}/{total}")
+        }
         super::Target::ServiceMissing => "no service".into(),
         super::Target::Unsupported(_) => "unsupported".into(),
     };

@@ -239,9 +239,10 @@ pub fn url(scheme: &str, host: &str, addr: &str) -> String {
 
 fn pods(target: &Target) -> (usize, usize, Option<String>) {
     match target {
-        Target::Pods { ready, not_ready, without_pod } => {
+        Target::Pods { ready, .. } => {
             let problem = if ready.is_empty() { Some("no ready pod".to_string()) } else { None };
-            (ready.len(), ready.len() + not_ready + without_pod, problem)
+            let (ready, total) = target.pod_counts();
+            (ready, total, problem)
         }
         Target::ServiceMissing => (0, 0, Some("the Service does not exist".into())),
         Target::Unsupported(why) => (0, 0, Some(why.clone())),

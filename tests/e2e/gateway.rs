@@ -663,3 +663,87 @@ async fn request_mirror_sends_a_copy_and_drops_its_answer() {
     // The client gets the real backend's answer; the mirror got a copy.
     assert!(d.wait_log("mirrored pod=default/mirror-0:8080 status=200", SETTLE).await, "{}", d.log());
 }
+
+#[tokio::test]
+async fn a_service_without_selector_reaches_the_pod_of_a_hand_written_endpoint_by_its_ip() {
+    use crate::support::apiserver::resources::{ENDPOINT_SLICES, HTTP_ROUTES, PODS, SERVICES};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    // A headless Service without a selector, its EndpointSlice written by hand:
+    // one endpoint at a pod's IP without a targetRef, one at an IP no pod has.
+    c.pod("default", "manual", "manual-0", 8080).await;
+    let mut pod = c.api.get(PODS, "default", "manual-0").unwrap();
+    pod["status"] = json!({"phase": "Running", "podIP": "10.244.7.7", "podIPs": [{"ip": "10.244.7.7"}]});
+    c.api.apply(PODS, pod);
+    c.api.apply(
+        SERVICES,
+        json!({"metadata": {"name": "manual", "namespace": "default"},
+               "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}]}}),
+    );
+    c.api.apply(
+        ENDPOINT_SLICES,
+        json!({"metadata": {"name": "manual-1", "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "manual",
+                                       "endpointslice.kubernetes.io/managed-by": "someone.example.com"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": ["10.244.7.7"], "conditions": {"ready": true}},
+                             {"addresses": ["192.0.2.10"], "conditions": {"ready": true}}],
+               "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}]}),
+    );
+    // And one whose only endpoint is no pod's.
+    c.api.apply(
+        SERVICES,
+        json!({"metadata": {"name": "outside", "namespace": "default"},
+               "spec": {"ports": [{"port": 8080, "protocol": "TCP"}]}}),
+    );
+    c.api.apply(
+        ENDPOINT_SLICES,
+        json!({"metadata": {"name": "outside-1", "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "outside"}},
+               "addressType": "IPv4", "endpoints": [{"addresses": ["192.0.2.11"]}],
+               "ports": [{"name": "", "port": 8080, "protocol": "TCP"}]}),
+    );
+    http_gateway(&c);
+    for (name, svc) in [("manual", "manual"), ("outside", "outside")] {
+        c.api.apply(
+            HTTP_ROUTES,
+            json!({"metadata": {"name": name, "namespace": "default"},
+                   "spec": {"parentRefs": [{"name": "web"}], "hostnames": [format!("{name}.example.com")],
+                            "rules": [{"backendRefs": [{"name": svc, "port": 8080}]}]}}),
+        );
+    }
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(
+        eventually(SETTLE, || async {
+            get(d.port, "manual.example.com", "/").await.pod().as_deref() == Some("manual-0")
+        })
+        .await,
+        "{}",
+        d.log()
+    );
+    // Every request goes to the pod; the endpoint without one is never tried.
+    for _ in 0..20 {
+        assert_eq!(get(d.port, "manual.example.com", "/").await.pod().as_deref(), Some("manual-0"));
+    }
+    let asked = c.api.requests();
+    assert!(
+        asked.iter().any(|r| r.starts_with("GET /api/v1/namespaces/default/pods?")
+            && r.contains("fieldSelector=status.podIP%3D10.244.7.7")),
+        "{asked:?}"
+    );
+    let outside = get(d.port, "outside.example.com", "/").await;
+    assert_eq!(outside.status, 503, "{}", outside.body);
+    assert!(outside.body.contains("name no pod (no targetRef) and no pod has their IP"), "{}", outside.body);
+    // `routes` counts both endpoints, one ready with a pod behind it.
+    let out = tokio::process::Command::new(crate::support::devingress::BIN)
+        .args(["routes", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        routes.lines().any(|l| l.contains("manual.example.com") && l.contains("default/manual:8080 w1 1/2")),
+        "{routes}"
+    );
+}

@@ -791,13 +791,12 @@ impl GatewayTable {
                             .iter()
                             .map(|b| match b {
                                 WeightedBackend::Service { backend, weight } => {
-                                    let ready = match &backend.target {
-                                        Target::Pods { ready, not_ready, .. } => {
-                                            format!("{}/{}", ready.len(), ready.len() + not_ready)
-                                        }
-                                        _ => "0/0".into(),
-                                    };
-                                    format!("{}/{} w{weight} {ready}", backend.namespace, backend.display_name())
+                                    let (ready, total) = backend.target.pod_counts();
+                                    format!(
+                                        "{}/{} w{weight} {ready}/{total}",
+                                        backend.namespace,
+                                        backend.display_name()
+                                    )
                                 }
                                 WeightedBackend::Invalid { weight, reason, .. } => format!("500 ({reason}) w{weight}"),
                             })
