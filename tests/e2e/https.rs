@@ -613,3 +613,89 @@ async fn gateway_listeners_on_other_ports_are_served_on_their_own_numbers() {
     );
     assert_eq!(pod_at(http_alt, "alt.gw.test").await.as_deref(), Some("bandicoot-0"));
 }
+
+/// A self-signed certificate for `host` and its key, made by `openssl` with
+/// `keygen` (`req -newkey` arguments), the key then converted by `convert`
+/// (an `openssl` command reading and writing PEM on stdin/stdout), if given.
+fn openssl_pair(dir: &Path, host: &str, keygen: &[&str], convert: Option<&[&str]>) -> (String, String) {
+    crate::support::devingress::require("openssl", "openssl", "it makes keys in each PEM format");
+    let (key, crt) = (dir.join(format!("{host}.key")), dir.join(format!("{host}.crt")));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "30", "-subj", &format!("/CN={host}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}"), "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(keygen)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut key_pem = std::fs::read_to_string(&key).unwrap();
+    if let Some(args) = convert {
+        let out = std::process::Command::new("openssl").args(args).arg("-in").arg(&key).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        key_pem = String::from_utf8(out.stdout).unwrap();
+    }
+    (std::fs::read_to_string(&crt).unwrap(), key_pem)
+}
+
+#[tokio::test]
+async fn rsa_keys_in_pkcs1_and_pkcs8_and_ecdsa_keys_all_serve() {
+    use crate::support::apiserver::resources::{GATEWAYS, HTTP_ROUTES};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    let dir = tempfile::tempdir().unwrap();
+    let rsa: &[&str] = &["-newkey", "rsa:2048"];
+    let ec: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    /// Host, key generation, conversion, and the PEM header the key must have.
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a [&'a str]>, &'a str);
+    let cases: [Case; 4] = [
+        ("rsa-pkcs1.keys.test", rsa, Some(&["rsa", "-traditional"]), "BEGIN RSA PRIVATE KEY"),
+        ("rsa-pkcs8.keys.test", rsa, None, "BEGIN PRIVATE KEY"),
+        ("ec-sec1.keys.test", ec, Some(&["ec"]), "BEGIN EC PRIVATE KEY"),
+        ("ec-pkcs8.keys.test", ec, None, "BEGIN PRIVATE KEY"),
+    ];
+    let mut certs = Vec::new();
+    let mut listeners = Vec::new();
+    for (i, (host, keygen, convert, header)) in cases.iter().enumerate() {
+        let (crt, key) = openssl_pair(dir.path(), host, keygen, *convert);
+        assert!(key.contains(header), "{host}: {key}");
+        let secret = format!("key-{i}");
+        tls_secret(&c, &secret, &crt, &key);
+        // Two through Ingresses, two through a Gateway's HTTPS listeners.
+        if i % 2 == 0 {
+            tls_ingress(&c, &format!("keys-{i}"), host, &secret, json!({}));
+        } else {
+            listeners.push(json!({"name": format!("l{i}"), "port": 443, "protocol": "HTTPS", "hostname": host,
+                                  "tls": {"certificateRefs": [{"name": secret}]}}));
+        }
+        certs.push((*host, crt));
+    }
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "keys", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": listeners}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "keys", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "keys"}],
+                        "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    for (host, crt) in &certs {
+        // Trusting only the Secret's self-signed certificate: the handshake
+        // proves devingress served it, with its key.
+        let served = || async {
+            match connect(port, host, roots_from_pem(crt), &[b"http/1.1"]).await {
+                Ok(tls) => get_over(tls, host, "/").await.1.contains("bandicoot-0"),
+                Err(_) => false,
+            }
+        };
+        assert!(eventually(SETTLE, served).await, "{host}\n{}", d.log());
+    }
+    assert!(!d.log().contains("not a PEM private key") && !d.log().contains("does not fit"), "{}", d.log());
+}
