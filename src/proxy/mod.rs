@@ -2,6 +2,7 @@
 //! table, and passes it to a pod through the upstream client.
 
 mod headers;
+mod mirror;
 mod pages;
 mod ports;
 
@@ -32,7 +33,7 @@ use crate::cluster::Health;
 use crate::routes::gateway::{self, Filter, GatewayAction, Origin, RequestParts, Slot};
 use crate::routes::{RouteTable, normalize_request_host};
 use crate::status::{STATUS_HOST, StatusHub};
-use crate::upstream::{RequestHead, Upstream};
+use crate::upstream::{BodyError, RequestHead, Upstream};
 
 /// The body of responses the proxy sends to clients.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -326,32 +327,25 @@ async fn forward(
             }
         }
         let head = RequestHead { method: parts.method, path_and_query, headers };
-        // Mirrors get a copy of a request without a body; their answers are
-        // dropped and never delay this one.
-        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
-            if let Filter::Mirror { backend: Some(mirror), .. } = filter {
-                if !hyper::body::Body::is_end_stream(&body) {
-                    tracing::debug!("not mirrored to {}: the request has a body", mirror.display_name());
-                    continue;
+        // Mirrors get a copy, body and all; their answers are dropped and
+        // never delay this one.
+        let has_body = !hyper::body::Body::is_end_stream(&body);
+        let copies: Vec<mirror::Copy> = rule
+            .iter()
+            .flat_map(|r| r.filters.iter())
+            .filter_map(|f| match f {
+                Filter::Mirror { backend: Some(m), share, .. } if share.take() => {
+                    mirror::start(&proxy.upstream, m, &head, has_body)
                 }
-                let Some(ep) = mirror.pick().cloned() else { continue };
-                let (upstream, mirror, head) = (proxy.upstream.clone(), mirror.clone(), head.clone());
-                tokio::spawn(
-                    async move {
-                        let empty = http_body_util::Empty::<Bytes>::new().map_err(|n| match n {}).boxed();
-                        match upstream.send(&mirror, ep, &head, empty).await {
-                            Ok(answer) => {
-                                tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "mirrored");
-                                let _ = answer.response.into_body().collect().await;
-                            }
-                            Err(e) => tracing::debug!("mirroring failed: {e}"),
-                        }
-                    }
-                    .in_current_span(),
-                );
-            }
-        }
-        let sent = proxy.upstream.send(&backend, ep, &head, body.boxed());
+                _ => None,
+            })
+            .collect();
+        let body = if copies.is_empty() || !has_body {
+            body.map_err(BodyError::from).boxed()
+        } else {
+            mirror::Tee::new(body, copies).map_err(BodyError::from).boxed()
+        };
+        let sent = proxy.upstream.send(&backend, ep, &head, body);
         let answered = match rule.and_then(|r| r.timeout.map(|t| (r, t))) {
             Some((r, limit)) => match tokio::time::timeout(limit, sent).await {
                 Ok(answered) => answered,

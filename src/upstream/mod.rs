@@ -20,8 +20,13 @@ use crate::kubeclient::describe_error;
 use crate::routes::{Backend, PodEndpoint, Protocol};
 use pool::Conn;
 
+/// Why a request body could not be read to its end (the client's
+/// connection broke, a mirror's copy was cut off): hyper then ends the
+/// request unfinished, so that the pod never takes a short body for whole.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The request body type the proxy sends upstream.
-pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+pub type UpstreamBody = BoxBody<Bytes, BodyError>;
 
 /// Limits of the connection pool.
 #[derive(Debug, Clone)]

@@ -636,8 +636,28 @@ async fn a_rule_timeout_answers_504_when_the_backend_is_slower() {
     assert_eq!(get(d.port, "slow.example.com", "/slow/free").await.status, 200);
 }
 
+/// Sends the head of a POST to `path` and part of its body, then closes the
+/// connection: a body cut short. Chunked, or with a `Content-Length` it never reaches.
+async fn cut_short_post(port: u16, host: &str, path: &str, chunked: bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let framing = if chunked { "Transfer-Encoding: chunked" } else { "Content-Length: 1000000" };
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{framing}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let part = vec![b'p'; 50_000];
+    if chunked {
+        tcp.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+        tcp.write_all(&part).await.unwrap();
+        tcp.write_all(b"\r\n").await.unwrap();
+    } else {
+        tcp.write_all(&part).await.unwrap();
+    }
+    tcp.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 #[tokio::test]
-async fn request_mirror_sends_a_copy_and_drops_its_answer() {
+async fn request_mirror_copies_its_share_of_requests_bodies_whole_and_never_a_short_body() {
     use crate::support::apiserver::resources::HTTP_ROUTES;
     let mut c = TestCluster::start().await;
     c.examples().await;
@@ -649,7 +669,8 @@ async fn request_mirror_sends_a_copy_and_drops_its_answer() {
         json!({"metadata": {"name": "mirrored", "namespace": "default"},
                "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["mirror.example.com"], "rules": [
                    {"backendRefs": [{"name": "alpaca", "port": 8080}],
-                    "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "mirror", "port": 8080}}}]}]}}),
+                    "filters": [{"type": "RequestMirror", "requestMirror": {
+                        "backendRef": {"name": "mirror", "port": 8080}, "percent": 50}}]}]}}),
     );
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     assert!(
@@ -660,8 +681,43 @@ async fn request_mirror_sends_a_copy_and_drops_its_answer() {
         "{}",
         d.log()
     );
-    // The client gets the real backend's answer; the mirror got a copy.
-    assert!(d.wait_log("mirrored pod=default/mirror-0:8080 status=200", SETTLE).await, "{}", d.log());
+    let seen = |pod: &str| c.pods.iter().find(|p| p.name == pod).unwrap().seen.lock().unwrap().clone();
+    // Ten uploads of 100 KiB: each answered by the real backend, half copied whole.
+    use http_body_util::{BodyExt, Full};
+    let client = crate::support::devingress::http_client();
+    for i in 0..10 {
+        let req = http::Request::post(format!("http://127.0.0.1:{}/upload/{i}", d.port))
+            .header("host", "mirror.example.com")
+            .body(Full::new(bytes::Bytes::from(vec![b'u'; 100 * 1024])))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert!(body["pod"].as_str().unwrap().starts_with("alpaca"), "{body}");
+        assert_eq!(body["body_len"], 100 * 1024);
+    }
+    let uploads = || {
+        seen("mirror-0").into_iter().filter(|r| r["path"].as_str().unwrap().starts_with("/upload/")).collect::<Vec<_>>()
+    };
+    assert!(eventually(SETTLE, || async { uploads().len() >= 5 }).await, "{:?}\n{}", uploads(), d.log());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copies = uploads();
+    assert_eq!(copies.len(), 5, "50 percent of ten: {copies:?}");
+    assert!(copies.iter().all(|r| r["method"] == "POST" && r["body_len"] == 100 * 1024 && r["complete"] == true));
+    // Bodies cut short, with a length and chunked: neither the backend nor the
+    // mirror ever reads one as complete.
+    for (i, chunked) in [false, false, true, true].into_iter().enumerate() {
+        cut_short_post(d.port, "mirror.example.com", &format!("/cut/{i}"), chunked).await;
+    }
+    let cut = |pod: &str| {
+        seen(pod).into_iter().filter(|r| r["path"].as_str().unwrap().starts_with("/cut/")).collect::<Vec<_>>()
+    };
+    assert!(eventually(SETTLE, || async { cut("mirror-0").len() >= 2 }).await, "{:?}\n{}", cut("mirror-0"), d.log());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut all = cut("mirror-0");
+    all.extend(cut("alpaca-0"));
+    all.extend(cut("alpaca-1"));
+    assert!(all.iter().all(|r| r["complete"] == false), "{all:?}");
 }
 
 #[tokio::test]

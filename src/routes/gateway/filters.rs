@@ -4,6 +4,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::PathMatch;
 
@@ -39,6 +40,61 @@ pub enum PathChange {
     Prefix(String),
 }
 
+/// The share of requests a `RequestMirror` copies: `numerator` of every
+/// `denominator`, spread evenly (request *i* is copied when
+/// ⌊(i+1)·n/d⌋ > ⌊i·n/d⌋), so that any run of `denominator` requests has
+/// exactly `numerator` copies.
+#[derive(Debug, Clone)]
+pub struct Share {
+    /// Copied requests per `denominator`.
+    pub numerator: u64,
+    /// Out of how many.
+    pub denominator: u64,
+    /// Requests seen so far, shared by the rule's copies.
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Share {
+    /// Every request.
+    pub fn all() -> Self {
+        Share { numerator: 1, denominator: 1, seen: Default::default() }
+    }
+
+    /// `fraction` (`numerator`, `denominator` defaulting to 100) or
+    /// `percent` of a `requestMirror`; neither is every request.
+    fn parse(mirror: &Value) -> Result<Self, (&'static str, String)> {
+        let share = |numerator: u64, denominator: u64| Share { numerator, denominator, seen: Default::default() };
+        match (&mirror["fraction"], &mirror["percent"]) {
+            (Value::Null, Value::Null) => Ok(Share::all()),
+            (Value::Null, p) => match p.as_u64().filter(|p| *p <= 100) {
+                Some(p) => Ok(share(p, 100)),
+                None => Err(("requestMirror.percent", format!("{p} is not a percentage from 0 to 100"))),
+            },
+            (f, Value::Null) => {
+                let n = f["numerator"].as_u64();
+                let d = if f["denominator"].is_null() { Some(100) } else { f["denominator"].as_u64() };
+                match (n, d) {
+                    (Some(n), Some(d)) if d > 0 && n <= d => Ok(share(n, d)),
+                    _ => Err((
+                        "requestMirror.fraction",
+                        format!("{f} is not a fraction: numerator from 0 to denominator, denominator above 0"),
+                    )),
+                }
+            }
+            _ => Err(("requestMirror", "fraction and percent cannot both be set".into())),
+        }
+    }
+
+    /// Whether the next request is copied.
+    pub fn take(&self) -> bool {
+        if self.numerator >= self.denominator {
+            return true;
+        }
+        let i = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.denominator;
+        (i + 1) * self.numerator / self.denominator > i * self.numerator / self.denominator
+    }
+}
+
 /// One filter of a rule.
 #[derive(Debug, Clone)]
 pub enum Filter {
@@ -66,6 +122,8 @@ pub enum Filter {
         reference: (Option<String>, String, u16),
         /// The Service port's pods.
         backend: Option<std::sync::Arc<crate::routes::Backend>>,
+        /// Which requests are mirrored (`fraction` or `percent`).
+        share: Share,
     },
     /// `URLRewrite`: the request goes on, changed.
     Rewrite {
@@ -179,10 +237,12 @@ pub fn parse(filters: &[serde_json::Value], has_backends: bool) -> Result<Vec<Fi
                 let kind_ok =
                     r["kind"].as_str().is_none_or(|k| k == "Service") && r["group"].as_str().is_none_or(str::is_empty);
                 let port = r["port"].as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+                let share = Share::parse(&f["requestMirror"]).map_err(|(field, why)| (at(field), why))?;
                 match (kind_ok, r["name"].as_str(), port) {
                     (true, Some(name), Some(port)) => Filter::Mirror {
                         reference: (r["namespace"].as_str().map(str::to_string), name.to_string(), port),
                         backend: None,
+                        share,
                     },
                     _ => return Err((at("requestMirror.backendRef"), "must name a Service and its port".into())),
                 }
@@ -362,6 +422,12 @@ mod tests {
         assert_eq!(parse(&[cors], true).unwrap_err().0, "filters[0].type");
         let mirror = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s"}}});
         assert_eq!(parse(&[mirror], true).unwrap_err().0, "filters[0].requestMirror.backendRef");
+        let both = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80},
+                          "percent": 10, "fraction": {"numerator": 1}}});
+        assert_eq!(parse(&[both], true).unwrap_err().0, "filters[0].requestMirror");
+        let over = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80},
+                          "fraction": {"numerator": 3, "denominator": 2}}});
+        assert_eq!(parse(&[over], true).unwrap_err().0, "filters[0].requestMirror.fraction");
         let bad = json!({"type": "RequestRedirect", "requestRedirect": {"statusCode": 307}});
         assert_eq!(parse(&[bad], false).unwrap_err().0, "filters[0].requestRedirect.statusCode");
     }
@@ -383,5 +449,25 @@ mod tests {
         assert_eq!(h["x-set"], "new");
         assert_eq!(h.get_all("x-add").iter().collect::<Vec<_>>(), ["one", "two"]);
         assert!(!h.contains_key("x-gone"));
+    }
+
+    #[test]
+    fn a_mirror_share_copies_exactly_its_part_of_every_run_of_requests() {
+        let copies = |mirror: Value, n: usize| {
+            let share = Share::parse(&mirror).unwrap();
+            (0..n).filter(|_| share.take()).count()
+        };
+        assert_eq!(copies(json!({}), 10), 10, "neither field: every request");
+        assert_eq!(copies(json!({"percent": 25}), 100), 25);
+        assert_eq!(copies(json!({"percent": 0}), 100), 0);
+        assert_eq!(copies(json!({"fraction": {"numerator": 1, "denominator": 3}}), 300), 100);
+        assert_eq!(copies(json!({"fraction": {"numerator": 33}}), 1000), 330, "the denominator defaults to 100");
+        // Spread out, not bunched: one copy in each run of four.
+        let share = Share::parse(&json!({"percent": 25})).unwrap();
+        let taken: Vec<bool> = (0..8).map(|_| share.take()).collect();
+        assert_eq!(taken.iter().filter(|t| **t).count(), 2);
+        assert_eq!(taken[..4].iter().filter(|t| **t).count(), 1);
+        assert!(Share::parse(&json!({"percent": 101})).is_err());
+        assert!(Share::parse(&json!({"fraction": {"numerator": 1, "denominator": 0}})).is_err());
     }
 }

@@ -639,7 +639,7 @@ impl GatewayTable {
                 let filters = match super::filters::parse(&raw, has_backends) {
                     Ok(mut f) => {
                         for filter in &mut f {
-                            if let Filter::Mirror { reference: (ns, name, port), backend: slot } = filter {
+                            if let Filter::Mirror { reference: (ns, name, port), backend: slot, .. } = filter {
                                 let r: HttpRouteRulesBackendRefs = serde_json::from_value(
                                     serde_json::json!({"name": name, "namespace": ns, "port": port}),
                                 )

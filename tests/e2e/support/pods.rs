@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -22,6 +23,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 pub struct PodServer {
     pub name: String,
     pub addr: SocketAddr,
+    /// The requests it read to the end of their bodies, or to a broken body:
+    /// `{"method", "path", "body_len", "complete"}`.
+    pub seen: Arc<Mutex<Vec<serde_json::Value>>>,
     task: JoinHandle<()>,
 }
 
@@ -31,14 +35,18 @@ impl PodServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let pod = name.to_string();
+        let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let log = seen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let pod = pod.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let pod = pod.clone();
-                        async move { Ok::<_, Infallible>(answer(&pod, req).await) }
+                        let log = log.clone();
+                        async move { Ok::<_, Infallible>(answer(&pod, req, &log).await) }
                     });
                     // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) for gRPC.
                     let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -47,7 +55,7 @@ impl PodServer {
                 });
             }
         });
-        PodServer { name: name.to_string(), addr, task }
+        PodServer { name: name.to_string(), addr, seen, task }
     }
 }
 
@@ -64,7 +72,7 @@ fn full(bytes: impl Into<Bytes>) -> PodBody {
     Full::new(bytes.into()).map_err(|n: Infallible| match n {}).boxed()
 }
 
-async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<PodBody> {
+async fn answer(pod: &str, mut req: Request<Incoming>, seen: &Mutex<Vec<serde_json::Value>>) -> Response<PodBody> {
     if req.headers().get(header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {
         let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned().unwrap_or(header::HeaderValue::from_static(""));
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -126,11 +134,14 @@ async fn answer(pod: &str, mut req: Request<Incoming>) -> Response<PodBody> {
     // Count the body as it streams, without keeping it.
     let mut body = req.into_body();
     let mut body_len: u64 = 0;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(d) = frame.data_ref() {
-            body_len += d.len() as u64;
+    let complete = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => body_len += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Some(Err(_)) => break false,
+            None => break true,
         }
-    }
+    };
+    seen.lock().unwrap().push(json!({"method": method, "path": path, "body_len": body_len, "complete": complete}));
     let out = json!({"pod": pod, "method": method, "path": path, "version": version, "headers": headers, "body_len": body_len});
     Response::builder().header(header::CONTENT_TYPE, "application/json").body(full(out.to_string())).expect("response")
 }
