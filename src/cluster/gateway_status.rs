@@ -51,7 +51,22 @@ fn conditions_of(v: Option<&Value>) -> Vec<Value> {
 pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str) -> Value {
     let generation = report.generation;
     let old = conditions_of(current);
-    let programmed = report.listeners.iter().any(|l| l.accepted.is_ok());
+    let valid = report.listeners.iter().filter(|l| l.valid()).count();
+    // Accepted: False without parameters devingress can use or without a
+    // valid listener, True with ListenersNotValid when some are invalid.
+    let accepted = match &report.invalid_parameters {
+        Some(why) => condition("Accepted", false, "InvalidParameters", why, generation, &old, now),
+        None if valid == 0 => {
+            condition("Accepted", false, "ListenersNotValid", "no listener is valid", generation, &old, now)
+        }
+        None if valid < report.listeners.len() => {
+            let invalid: Vec<&str> = report.listeners.iter().filter(|l| !l.valid()).map(|l| l.name.as_str()).collect();
+            let why = format!("listeners not valid: {}", invalid.join(", "));
+            condition("Accepted", true, "ListenersNotValid", &why, generation, &old, now)
+        }
+        None => condition("Accepted", true, "Accepted", "served by devingress", generation, &old, now),
+    };
+    let programmed = report.invalid_parameters.is_none() && report.listeners.iter().any(|l| l.accepted.is_ok());
     let gw_programmed: Result<(), Unmet> =
         if programmed { Ok(()) } else { Err(("Invalid", "no listener of this Gateway can be served".into())) };
     let listeners: Vec<Value> = report
@@ -79,7 +94,15 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
                 "conditions": [
                     cond("Accepted", &l.accepted, "Accepted", "served by devingress", generation, &old, now),
                     cond("Programmed", &programmed, "Programmed", "served by devingress", generation, &old, now),
-                    cond("ResolvedRefs", &l.resolved, "ResolvedRefs", "all references resolved", generation, &old, now),
+                    cond(
+                        "ResolvedRefs",
+                        &l.resolved.clone().and_then(|()| l.invalid_kinds.clone().map_or(Ok(()), Err)),
+                        "ResolvedRefs",
+                        "all references resolved",
+                        generation,
+                        &old,
+                        now
+                    ),
                     conflicted,
                 ],
             })
@@ -88,7 +111,7 @@ pub fn gateway_status(report: &GatewayReport, current: Option<&Value>, now: &str
     json!({
         "addresses": [{"type": "IPAddress", "value": ADDRESS}],
         "conditions": [
-            cond("Accepted", &Ok(()), "Accepted", "served by devingress", generation, &old, now),
+            accepted,
             cond("Programmed", &gw_programmed, "Programmed", &format!("served on {ADDRESS}"), generation, &old, now),
         ],
         "listeners": listeners,
@@ -253,6 +276,7 @@ mod tests {
             gateway: key("gw", "web"),
             generation: 2,
             ours: true,
+            invalid_parameters: None,
             listeners: vec![
                 ListenerReport {
                     name: "http".into(),
@@ -262,6 +286,7 @@ mod tests {
                     accepted: Ok(()),
                     resolved: Err(("RefNotPermitted", "no grant".into())),
                     conflicted: None,
+                    invalid_kinds: None,
                 },
                 ListenerReport {
                     name: "tcp".into(),
@@ -271,6 +296,7 @@ mod tests {
                     accepted: Err(("UnsupportedProtocol", "no TCP".into())),
                     resolved: Ok(()),
                     conflicted: Some(("ProtocolConflict", "port 80 also has an HTTP listener".into())),
+                    invalid_kinds: None,
                 },
             ],
         };
@@ -294,6 +320,11 @@ mod tests {
             (&json!("True"), &json!("ProtocolConflict"))
         );
         assert_eq!(s["listeners"][0]["conditions"][3]["reason"], "NoConflicts");
+        // No valid listener: the Gateway is not accepted.
+        assert_eq!(
+            (&s["conditions"][0]["status"], &s["conditions"][0]["reason"]),
+            (&json!("False"), &json!("ListenersNotValid"))
+        );
         // Unchanged: the same value, times included.
         let later = gateway_status(&report, Some(&s), "2026-11-30T11:00:00Z");
         assert!(same(&s, &later, &["addresses", "conditions", "listeners"]));
@@ -328,5 +359,39 @@ mod tests {
         assert_eq!(parents[1]["controllerName"], GATEWAY_CONTROLLER);
         assert_eq!(parents[1]["conditions"][0]["reason"], "Accepted");
         assert_eq!(parents[1]["conditions"][1]["reason"], "BackendNotFound");
+    }
+
+    #[test]
+    fn a_gateway_is_accepted_by_its_listeners_and_parameters() {
+        let listener = |name: &str, invalid_kinds: Option<Unmet>| ListenerReport {
+            name: name.into(),
+            slot: Some(crate::routes::gateway::Slot::Http),
+            supported_kinds: vec!["HTTPRoute"],
+            attached_routes: 0,
+            accepted: Ok(()),
+            resolved: Ok(()),
+            conflicted: None,
+            invalid_kinds,
+        };
+        let mut report = GatewayReport {
+            gateway: key("gw", "web"),
+            generation: 1,
+            ours: true,
+            invalid_parameters: None,
+            listeners: vec![listener("a", None), listener("b", Some(("InvalidRouteKinds", "TCPRoute".into())))],
+        };
+        let accepted = |r: &GatewayReport| {
+            let s = gateway_status(r, None, "2026-11-30T10:00:00Z");
+            let c = &s["conditions"][0];
+            (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+        };
+        assert_eq!(accepted(&report), ("True".into(), "ListenersNotValid".into()), "one of two is invalid");
+        let s = gateway_status(&report, None, "2026-11-30T10:00:00Z");
+        assert_eq!(s["listeners"][1]["conditions"][2]["reason"], "InvalidRouteKinds");
+        assert_eq!(s["listeners"][1]["conditions"][1]["status"], "True", "its valid kinds are still served");
+        report.listeners.pop();
+        assert_eq!(accepted(&report), ("True".into(), "Accepted".into()));
+        report.invalid_parameters = Some("no parameters".into());
+        assert_eq!(accepted(&report), ("False".into(), "InvalidParameters".into()));
     }
 }

@@ -196,6 +196,17 @@ pub struct ListenerReport {
     /// A conflict with another listener on its port (`HostnameConflict`,
     /// `ProtocolConflict`): such a listener is not served (rule 6).
     pub conflicted: Option<Unmet>,
+    /// Route kinds in `allowedRoutes.kinds` that devingress does not serve
+    /// (`InvalidRouteKinds` in `ResolvedRefs`; the others are still served).
+    pub invalid_kinds: Option<Unmet>,
+}
+
+impl ListenerReport {
+    /// Whether the listener is valid: accepted, its references resolved,
+    /// and in no conflict.
+    pub fn valid(&self) -> bool {
+        self.accepted.is_ok() && self.resolved.is_ok() && self.conflicted.is_none() && self.invalid_kinds.is_none()
+    }
 }
 
 /// How a served Gateway stands, for its status.
@@ -207,6 +218,9 @@ pub struct GatewayReport {
     pub generation: i64,
     /// Whether its class is devingress's (status is written only then).
     pub ours: bool,
+    /// Why its `infrastructure.parametersRef` cannot be used (devingress
+    /// takes no parameters): the Gateway is then not accepted, nor served.
+    pub invalid_parameters: Option<String>,
     /// Its listeners, in order.
     pub listeners: Vec<ListenerReport>,
 }
@@ -477,6 +491,25 @@ impl GatewayTable {
                     if let Some((_, why)) = &conflicted {
                         table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
                     }
+                    let unknown: Vec<String> = l
+                        .allowed_routes
+                        .iter()
+                        .flat_map(|a| a.kinds.iter().flatten())
+                        .filter(|k| {
+                            k.group.as_deref().is_some_and(|g| g != GROUP)
+                                || !matches!(k.kind.as_str(), "HTTPRoute" | "GRPCRoute")
+                        })
+                        .map(|k| format!("{}/{}", k.group.as_deref().unwrap_or(GROUP), k.kind))
+                        .collect();
+                    let invalid_kinds = (slot.is_some() && !unknown.is_empty()).then(|| {
+                        let why = format!(
+                            "allowedRoutes.kinds: {} cannot attach to an {} listener",
+                            unknown.join(", "),
+                            l.protocol
+                        );
+                        table.warnings.push(format!("Gateway {gw_key}: listener {:?}: {why}", l.name));
+                        ("InvalidRouteKinds", why)
+                    });
                     ListenerReport {
                         name: l.name.clone(),
                         slot,
@@ -485,13 +518,23 @@ impl GatewayTable {
                         accepted,
                         resolved,
                         conflicted,
+                        invalid_kinds,
                     }
                 })
                 .collect();
+            let invalid_parameters = g.spec.infrastructure.as_ref().and_then(|i| i.parameters_ref.as_ref()).map(|r| {
+                let why = format!(
+                    "infrastructure.parametersRef names {}/{} {:?}, but devingress takes no parameters",
+                    r.group, r.kind, r.name
+                );
+                table.warnings.push(format!("Gateway {gw_key} is not served: {why}"));
+                why
+            });
             table.gateway_reports.push(GatewayReport {
                 gateway: gw_key,
                 generation: g.metadata.generation.unwrap_or(0),
                 ours: ours.contains(&g.spec.gateway_class_name.as_str()),
+                invalid_parameters,
                 listeners,
             });
         }
@@ -525,6 +568,15 @@ impl GatewayTable {
                 };
                 let gw = served[gi];
                 let gw_key = key(Some(gw_ns), &parent.name);
+                if let Some(why) = &table.gateway_reports[gi].invalid_parameters {
+                    parents.push(ParentReport {
+                        parent_ref: serde_json::to_value(parent).unwrap_or_default(),
+                        ours: table.gateway_reports[gi].ours,
+                        accepted: Err(("NoMatchingParent", format!("Gateway {gw_key} is not accepted: {why}"))),
+                        resolved: Ok(()),
+                    });
+                    continue;
+                }
                 let before = attached.len();
                 let (mut named, mut allowed_somewhere) = (false, false);
                 for (li, l) in gw.spec.listeners.iter().enumerate() {
@@ -847,7 +899,7 @@ impl GatewayTable {
     /// not conflicted), each once, with the listeners that want it.
     pub fn own_ports(&self) -> BTreeMap<Slot, Vec<(ObjectKey, String)>> {
         let mut out: BTreeMap<Slot, Vec<(ObjectKey, String)>> = BTreeMap::new();
-        for g in &self.gateway_reports {
+        for g in self.gateway_reports.iter().filter(|g| g.invalid_parameters.is_none()) {
             for l in &g.listeners {
                 if let (Some(slot @ Slot::Port { .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
                     out.entry(slot).or_default().push((g.gateway.clone(), l.name.clone()));
@@ -1301,9 +1353,41 @@ mod tests {
         assert!(web.listeners.iter().filter(|l| l.name != "tcp").all(|l| l.accepted.is_ok()));
         let listeners: Vec<String> = t.rows().into_iter().map(|r| format!("{} {}", r.listener, r.host)).collect();
         assert_eq!(listeners, ["http b.test", "http:8081 a.test", "http:8081 b.test", "https:8443 b.test"]);
+        assert!(web.invalid_parameters.is_none());
         assert_eq!(Slot::of("HTTPS", 443), Some(Slot::Https));
         assert_eq!(Slot::of("HTTP", 0), None);
         assert_eq!(Slot::of("TLS", 443), None);
+    }
+
+    #[test]
+    fn unknown_route_kinds_and_gateway_parameters_are_reported() {
+        let kinds = json!([{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "k.test",
+                            "allowedRoutes": {"kinds": [{"kind": "TCPRoute"}, {"kind": "HTTPRoute"}]}}]);
+        let mut with_params = gateway(
+            "params",
+            "devingress",
+            json!([{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "p.test"}]),
+        );
+        with_params["spec"]["infrastructure"] =
+            json!({"parametersRef": {"group": "invalid.io", "kind": "Params", "name": "x"}});
+        let backend = json!([{"backendRefs": [{"name": "s", "port": 80}]}]);
+        let o = objects(
+            json!([gateway("kinds", "devingress", kinds), with_params]),
+            json!([
+                route("gw", "k", "2026-01-01T00:00:00Z", json!({"parentRefs": [{"name": "kinds"}], "rules": backend})),
+                route("gw", "p", "2026-01-01T00:00:00Z", json!({"parentRefs": [{"name": "params"}], "rules": backend})),
+            ]),
+        );
+        let t = build(&o, &[svc("gw", "s")]);
+        let kinds = &t.gateway_reports[0].listeners[0];
+        assert_eq!(kinds.invalid_kinds.as_ref().unwrap().0, "InvalidRouteKinds");
+        assert_eq!(kinds.supported_kinds, ["HTTPRoute"]);
+        assert_eq!(who(&t, Slot::Http, "k.test", "/"), "k/0", "the valid kind still attaches");
+        let params = &t.gateway_reports[1];
+        assert!(params.invalid_parameters.as_ref().unwrap().contains("invalid.io/Params"));
+        assert_eq!(who(&t, Slot::Http, "p.test", "/"), "-", "a Gateway that is not accepted serves nothing");
+        let p = t.route_reports.iter().find(|r| r.route.name == "p").unwrap();
+        assert_eq!(p.parents[0].accepted.as_ref().unwrap_err().0, "NoMatchingParent");
     }
 
     #[test]
