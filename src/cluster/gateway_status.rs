@@ -286,6 +286,7 @@ mod tests {
                     accepted: Ok(()),
                     resolved: Err(("RefNotPermitted", "no grant".into())),
                     conflicted: None,
+                    certificate: None,
                     invalid_kinds: None,
                 },
                 ListenerReport {
@@ -296,6 +297,7 @@ mod tests {
                     accepted: Err(("UnsupportedProtocol", "no TCP".into())),
                     resolved: Ok(()),
                     conflicted: Some(("ProtocolConflict", "port 80 also has an HTTP listener".into())),
+                    certificate: None,
                     invalid_kinds: None,
                 },
             ],
@@ -371,6 +373,7 @@ mod tests {
             accepted: Ok(()),
             resolved: Ok(()),
             conflicted: None,
+            certificate: None,
             invalid_kinds,
         };
         let mut report = GatewayReport {

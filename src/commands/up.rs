@@ -106,12 +106,14 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
     let (stop_gateways, gateways_stop_rx) = oneshot::channel();
     let (own_ports_tx, own_ports_rx) = watch::channel(Arc::new(OwnPortsReport::default()));
+    let (invalid_secrets_tx, invalid_secrets_rx) = watch::channel(Arc::new(InvalidSecrets::new()));
     let gateway_status = tokio::spawn(follow_gateway_api(
         GatewayClassWriter::new(client.clone()),
         GatewayStatusWriter::new(client.clone()),
         watch.clone(),
         table_rx.clone(),
         own_ports_rx,
+        invalid_secrets_rx,
         gateways_stop_rx,
     ));
     let (stop_status, stop_rx) = oneshot::channel();
@@ -168,7 +170,12 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         listeners.https = Some(addr.to_string());
         hub.set_ca(ca, ca_path);
         let secret_certs = Arc::new(RwLock::new(SecretCerts::default()));
-        tokio::spawn(follow_secrets(SecretWatch::new(client.clone()), table_rx.clone(), secret_certs.clone()));
+        tokio::spawn(follow_secrets(
+            SecretWatch::new(client.clone()),
+            table_rx.clone(),
+            secret_certs.clone(),
+            invalid_secrets_tx,
+        ));
         let acceptor = tls::acceptor(table_rx.clone(), leaves, secret_certs);
         tls_acceptor = Some(acceptor.clone());
         let proxy = Arc::new(Proxy {
@@ -319,6 +326,7 @@ async fn follow_secrets(
     mut secrets: SecretWatch,
     mut table: watch::Receiver<Arc<RouteTable>>,
     certs: Arc<RwLock<SecretCerts>>,
+    invalid: watch::Sender<Arc<InvalidSecrets>>,
 ) {
     let changed = secrets.changed();
     let mut said: BTreeSet<String> = BTreeSet::new();
@@ -337,6 +345,15 @@ async fn follow_secrets(
             tracing::debug!("serving the Secret's certificate for {host}");
         }
         said = now;
+        let listed: InvalidSecrets =
+            loaded.invalid.iter().filter(|(r, _)| secrets.is_listed(r)).map(|(r, w)| (r.clone(), w.clone())).collect();
+        invalid.send_if_modified(|i| {
+            let changed = **i != listed;
+            if changed {
+                *i = Arc::new(listed);
+            }
+            changed
+        });
         *certs.write().expect("secret certs") = loaded;
         tokio::select! {
             r = table.changed() => if r.is_err() { return },
@@ -478,20 +495,28 @@ async fn follow_gateway_api(
     watch: Arc<ClusterWatch>,
     mut table: watch::Receiver<Arc<RouteTable>>,
     mut own_ports: watch::Receiver<Arc<OwnPortsReport>>,
+    mut invalid_secrets: watch::Receiver<Arc<InvalidSecrets>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // Without HTTPS nothing reads Secrets, and the sender is gone.
+    let mut secrets_followed = true;
     loop {
         let objects = watch.snapshot().gateway.filter(|g| g.synced);
         if let Some(objects) = &objects {
             classes.sync(&objects.classes).await;
             let t = table.borrow_and_update().clone();
-            let gateways = with_own_ports(&t.gateway.gateway_reports, &own_ports.borrow_and_update());
+            let gateways = with_runtime_state(
+                &t.gateway.gateway_reports,
+                &own_ports.borrow_and_update(),
+                &invalid_secrets.borrow_and_update(),
+            );
             status.sync(objects, &gateways, &t.gateway.route_reports).await;
         }
         let retry = classes.needs_retry() || status.needs_retry();
         tokio::select! {
             changed = table.changed() => if changed.is_err() { break },
             changed = own_ports.changed() => if changed.is_err() { break },
+            changed = invalid_secrets.changed(), if secrets_followed => secrets_followed = changed.is_ok(),
             () = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
             _ = &mut stop => break,
         }
@@ -499,12 +524,25 @@ async fn follow_gateway_api(
     status.clear_all(watch.snapshot().gateway.as_ref()).await;
 }
 
-/// The Gateways' reports with what binding their listeners' ports of their
-/// own found: a port that cannot be bound is `PortUnavailable`, one not
-/// tried yet `Pending`.
-fn with_own_ports(reports: &[GatewayReport], ports: &OwnPortsReport) -> Vec<GatewayReport> {
+/// Secrets that cannot be used, with why.
+type InvalidSecrets = std::collections::BTreeMap<SecretRef, String>;
+
+/// The Gateways' reports with what the servers found: a listener's port of
+/// its own that cannot be bound is `PortUnavailable` (one not tried yet
+/// `Pending`), and a listener whose certificate Secret cannot be used is
+/// `InvalidCertificateRef`.
+fn with_runtime_state(
+    reports: &[GatewayReport],
+    ports: &OwnPortsReport,
+    secrets: &InvalidSecrets,
+) -> Vec<GatewayReport> {
     let mut out = reports.to_vec();
     for l in out.iter_mut().flat_map(|g| g.listeners.iter_mut()) {
+        if let (Ok(()), Some(r)) = (&l.resolved, &l.certificate) {
+            if let Some(why) = secrets.get(r) {
+                l.resolved = Err(("InvalidCertificateRef", format!("Secret {r}: {why}")));
+            }
+        }
         if let (Some(slot @ Slot::Port { port, .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
             match ports.ports.get(&slot) {
                 Some(Ok(())) => {}

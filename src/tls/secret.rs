@@ -21,6 +21,10 @@ pub struct SecretCerts {
     pub by_host: HashMap<HostPattern, Arc<CertifiedKey>>,
     /// One line per Secret that could not be used, naming it.
     pub problems: Vec<(SecretRef, String)>,
+    /// Secrets that cannot serve any host (missing, of another type, not
+    /// PEM, expired, a key that does not fit), with why: a Gateway
+    /// listener naming one is `InvalidCertificateRef`.
+    pub invalid: std::collections::BTreeMap<SecretRef, String>,
 }
 
 /// A name the certificate must cover for `host`: the host itself, or a
@@ -35,6 +39,24 @@ fn probe_name(host: &HostPattern) -> Option<String> {
 
 /// Parses a Secret into a certificate for `host`, or says why it cannot be used.
 pub fn certificate_for(secret: &Secret, host: &HostPattern, now: OffsetDateTime) -> Result<Arc<CertifiedKey>, String> {
+    let cert = usable(secret, now)?;
+    covers(&cert, host)?;
+    Ok(cert)
+}
+
+/// Whether `cert` covers `host`. `Any` (a Gateway listener without a
+/// hostname) needs nothing: its routes' hostnames are checked one by one.
+fn covers(cert: &CertifiedKey, host: &HostPattern) -> Result<(), String> {
+    let Some(name) = probe_name(host) else { return Ok(()) };
+    let parsed = rustls::server::ParsedCertificate::try_from(&cert.cert[0]).map_err(|e| format!("tls.crt: {e}"))?;
+    let server_name = ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
+    rustls::client::verify_server_name(&parsed, &server_name)
+        .map_err(|_| format!("its certificate does not cover {host}"))
+}
+
+/// A Secret as a certificate and key, whatever host it is for, or why it
+/// cannot be used for any.
+fn usable(secret: &Secret, now: OffsetDateTime) -> Result<Arc<CertifiedKey>, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
         return Err(format!("its type is {:?}, not kubernetes.io/tls", secret.type_.as_deref().unwrap_or("")));
     }
@@ -48,11 +70,7 @@ pub fn certificate_for(secret: &Secret, host: &HostPattern, now: OffsetDateTime)
         return Err("tls.crt holds no certificate".into());
     }
     let key = PrivateKeyDer::from_pem_slice(&key.0).map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
-    let parsed = rustls::server::ParsedCertificate::try_from(&chain[0]).map_err(|e| format!("tls.crt: {e}"))?;
-    let name = probe_name(host).ok_or("no host")?;
-    let server_name = ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
-    rustls::client::verify_server_name(&parsed, &server_name)
-        .map_err(|_| format!("its certificate does not cover {host}"))?;
+    rustls::server::ParsedCertificate::try_from(&chain[0]).map_err(|e| format!("tls.crt: {e}"))?;
     if let Some((_, not_after)) = super::ca::describe_cert(&chain[0]) {
         if not_after <= now {
             return Err(format!("its certificate expired on {}", not_after.date()));
@@ -69,10 +87,14 @@ pub fn load(tls: &[TlsHost], secrets: &HashMap<SecretRef, Arc<Secret>>, now: Off
     let mut out = SecretCerts::default();
     for t in tls {
         let Some(r) = &t.secret else { continue };
-        let result = match secrets.get(r) {
-            Some(secret) => certificate_for(secret, &t.host, now),
+        let usable = match secrets.get(r) {
+            Some(secret) => usable(secret, now),
             None => Err("it does not exist or cannot be read".into()),
         };
+        if let Err(why) = &usable {
+            out.invalid.insert(r.clone(), why.clone());
+        }
+        let result = usable.and_then(|cert| covers(&cert, &t.host).map(|()| cert));
         match result {
             Ok(cert) => {
                 out.by_host.insert(t.host.clone(), cert);

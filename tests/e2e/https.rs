@@ -699,3 +699,64 @@ async fn rsa_keys_in_pkcs1_and_pkcs8_and_ecdsa_keys_all_serve() {
     }
     assert!(!d.log().contains("not a PEM private key") && !d.log().contains("does not fit"), "{}", d.log());
 }
+
+#[tokio::test]
+async fn a_listener_without_hostname_serves_its_secret_for_its_routes_and_bad_secrets_are_invalid_refs() {
+    use crate::support::apiserver::resources::{GATEWAYS, HTTP_ROUTES};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.install_gateway_api();
+    let (secret_ca, cert, key) = own_ca_leaf("example.org");
+    tls_secret(&c, "any-host", &cert, &key);
+    tls_secret(&c, "malformed", "not a certificate", "not a key");
+    let https = |name: &str, hostname: Option<&str>, secret: &str| {
+        let mut l = json!({"name": name, "port": 443, "protocol": "HTTPS",
+                           "tls": {"certificateRefs": [{"group": "", "kind": "Secret", "name": secret}]}});
+        if let Some(h) = hostname {
+            l["hostname"] = json!(h);
+        }
+        l
+    };
+    c.api.apply(
+        GATEWAYS,
+        json!({"metadata": {"name": "tls", "namespace": "default"},
+               "spec": {"gatewayClassName": "devingress", "listeners": [
+                   https("https", None, "any-host"),
+                   https("missing", Some("missing.test"), "nonexistent-certificate"),
+                   https("malformed", Some("malformed.test"), "malformed")]}}),
+    );
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "org", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "tls", "sectionName": "https"}], "hostnames": ["example.org"],
+                        "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let port = d.https_port.unwrap();
+    // The listener has no hostname: its Secret serves the route's.
+    let served = || async {
+        match connect(port, "example.org", roots_from_pem(&secret_ca), &[b"h2"]).await {
+            Ok(tls) => get_over(tls, "example.org", "/").await.1.contains("bandicoot-0"),
+            Err(_) => false,
+        }
+    };
+    assert!(eventually(SETTLE, served).await, "{}", d.log());
+    let resolved = |name: &str| {
+        let g = c.api.get(GATEWAYS, "default", "tls").unwrap();
+        g["status"]["listeners"].as_array().and_then(|ls| {
+            let l = ls.iter().find(|l| l["name"] == name)?;
+            let c = l["conditions"].as_array()?.iter().find(|c| c["type"] == "ResolvedRefs")?;
+            Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
+        })
+    };
+    let invalid = Some(("False".to_string(), "InvalidCertificateRef".to_string()));
+    for name in ["missing", "malformed"] {
+        assert!(
+            eventually(SETTLE, || async { resolved(name) == invalid }).await,
+            "{name}: {:?}\n{}",
+            c.api.get(GATEWAYS, "default", "tls"),
+            d.log()
+        );
+    }
+    assert_eq!(resolved("https"), Some(("True".to_string(), "ResolvedRefs".to_string())));
+}

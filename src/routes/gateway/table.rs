@@ -196,6 +196,8 @@ pub struct ListenerReport {
     /// A conflict with another listener on its port (`HostnameConflict`,
     /// `ProtocolConflict`): such a listener is not served (rule 6).
     pub conflicted: Option<Unmet>,
+    /// The Secret its `certificateRefs` name, once permitted.
+    pub certificate: Option<crate::routes::SecretRef>,
     /// Route kinds in `allowedRoutes.kinds` that devingress does not serve
     /// (`InvalidRouteKinds` in `ResolvedRefs`; the others are still served).
     pub invalid_kinds: Option<Unmet>,
@@ -304,9 +306,10 @@ fn conflict(l: &GatewayListeners, all: &[GatewayListeners]) -> Option<Unmet> {
 }
 
 /// The certificate of an HTTPS listener (rule 7): its hostname as a
-/// certificate host pattern and the Secret of its first `certificateRefs`
-/// entry, or `None` (no hostname or no refs: devingress mints one); an
-/// unusable ref is `InvalidCertificateRef` or `RefNotPermitted`.
+/// certificate host pattern (`Any` without one: the routes' hostnames then
+/// name the hosts) and the Secret of its first `certificateRefs` entry, or
+/// `None` (no refs: devingress mints one); an unusable ref is
+/// `InvalidCertificateRef` or `RefNotPermitted`.
 fn certificate(
     l: &GatewayListeners,
     gw: &ObjectKey,
@@ -331,7 +334,7 @@ fn certificate(
         return Err(("RefNotPermitted", format!("no ReferenceGrant in namespace {ns} allows Secret {ns}/{}", r.name)));
     }
     let host = match l.hostname.as_deref() {
-        None | Some("") => return Ok(None),
+        None | Some("") => crate::routes::HostPattern::Any,
         Some(h) => match crate::routes::HostPattern::parse(Some(h)) {
             Ok(p) => p,
             Err(_) => return Ok(None),
@@ -472,8 +475,10 @@ impl GatewayTable {
                     } else {
                         vec![]
                     };
+                    let mut certificate_secret = None;
                     let resolved = certificate(l, &gw_key, &objects.reference_grants).map(|cert| {
                         if let Some((host, secret)) = cert {
+                            certificate_secret = Some(secret.clone());
                             table.tls.push(crate::routes::TlsHost {
                                 host,
                                 secret: Some(secret),
@@ -518,6 +523,7 @@ impl GatewayTable {
                         accepted,
                         resolved,
                         conflicted,
+                        certificate: certificate_secret,
                         invalid_kinds,
                     }
                 })
@@ -627,8 +633,27 @@ impl GatewayTable {
                         Some(hs) => hs.iter().map(|h| GatewayHost::parse(Some(h))).collect(),
                     };
                     let mut on_listener = false;
+                    let listener_secret = match listener_host {
+                        GatewayHost::Any => table.gateway_reports[gi].listeners[li].certificate.clone(),
+                        _ => None,
+                    };
                     for rh in route_hosts {
                         if let Some(host) = GatewayHost::intersect(&listener_host, &rh) {
+                            // A listener without a hostname serves its
+                            // certificate for its routes' hostnames.
+                            let pattern = match &host {
+                                GatewayHost::Exact(h) => Some(crate::routes::HostPattern::Exact(h.clone())),
+                                GatewayHost::Wildcard(s) => Some(crate::routes::HostPattern::Wildcard(s.clone())),
+                                GatewayHost::Any => None,
+                            };
+                            if let (Some(secret), Some(host)) = (&listener_secret, pattern) {
+                                table.tls.push(crate::routes::TlsHost {
+                                    host,
+                                    secret: Some(secret.clone()),
+                                    redirect: false,
+                                    owner: format!("Gateway {gw_key} listener {}", l.name),
+                                });
+                            }
                             attached.push((slot, host, gw_key.clone(), l.name.clone()));
                             on_listener = true;
                         }
@@ -778,6 +803,9 @@ impl GatewayTable {
             }
             table.route_reports.push(report);
         }
+        // A hostname-less listener's certificate, once per host and Secret.
+        let mut seen = std::collections::HashSet::new();
+        table.tls.retain(|t| seen.insert((t.host.to_string(), t.secret.clone())));
         // Most specific hostname first (rule 9); within one, by precedence (rule 13).
         for hosts in table.slots.values_mut() {
             hosts.sort_by(|a, b| a.0.cmp_specific(&b.0));
