@@ -2,14 +2,18 @@
 //! p50/p99 latency, on the same machine in the same run, for
 //!
 //! - straight to the pod server (the baseline);
-//! - through devingress with its connection pool;
+//! - through devingress with its connection pool, by an Ingress rule;
+//! - the same daemon and pod by a Gateway API HTTPRoute (the two should
+//!   be equal: one routing table serves both);
 //! - through devingress with `--no-pool` (one port-forward per request, the
 //!   naive way),
 //!
 //! at 1, 32 and 256 concurrent keep-alive connections, and with clients
 //! that open a new connection per request. It also times the first byte of
-//! fresh client connections to a warm pool. devingress runs against the
-//! fake API server of tests/, which port-forwards to a local pod server.
+//! fresh client connections to a warm pool. Each devingress row gives the
+//! daemon's CPU time per request next to its requests/s. devingress runs
+//! against the fake API server of tests/, which port-forwards to a local
+//! pod server.
 //!
 //! Run: `cargo bench --bench proxy` (`BENCH_SECONDS` sets each row's length).
 
@@ -20,7 +24,12 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use support::apiserver::resources::{GATEWAYS, HTTP_ROUTES};
 use support::cluster::TestCluster;
+
+/// The host the HTTPRoute row asks for.
+const ROUTE_HOST: &str = "route.bandicoot.example.com";
 use support::devingress::{Devingress, get};
 
 /// One wrk run's figures.
@@ -30,6 +39,8 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The daemon's CPU time per request (NaN for the pod server).
+    cpu_ms_per_request: f64,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -45,15 +56,26 @@ fn parse_ms(s: &str) -> f64 {
     }
 }
 
-fn wrk(url: &str, connections: u32, seconds: u32, new_connection_per_request: bool) -> Figures {
+/// One row: its name, the URL, the Host header, and the daemon's pid
+/// (none for the pod server).
+struct Row {
+    name: &'static str,
+    url: String,
+    host: &'static str,
+    pid: Option<u32>,
+}
+
+fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bool) -> Figures {
     let threads = connections.clamp(1, 2).to_string();
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"])
-        .args(["-H", "Host: bandicoot.example.com"]);
+        .args(["-H", &format!("Host: {}", row.host)]);
     if new_connection_per_request {
         cmd.args(["-H", "Connection: close"]);
     }
-    let out = cmd.arg(url).output().expect("wrk is installed (apt-get install wrk)");
+    let cpu_before = row.pid.map(support::bench::cpu_seconds);
+    let out = cmd.arg(&row.url).output().expect("wrk is installed (apt-get install wrk)");
+    let cpu = row.pid.zip(cpu_before).map(|(pid, before)| support::bench::cpu_seconds(pid) - before);
     let text = String::from_utf8_lossy(&out.stdout);
     let pick = |label: &str| {
         text.lines().find(|l| l.trim_start().starts_with(label)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("")
@@ -69,7 +91,9 @@ fn wrk(url: &str, connections: u32, seconds: u32, new_connection_per_request: bo
         .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
         .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()))
         .sum();
-    Figures { rps, p50_ms: parse_ms(pick("50%")), p99_ms: parse_ms(pick("99%")), errors }
+    let requests = rps * f64::from(seconds);
+    let cpu_ms_per_request = cpu.map(|s| s * 1000.0 / requests).unwrap_or(f64::NAN);
+    Figures { rps, p50_ms: parse_ms(pick("50%")), p99_ms: parse_ms(pick("99%")), errors, cpu_ms_per_request }
 }
 
 /// Time to the first response byte of `n` fresh client connections.
@@ -97,6 +121,20 @@ fn main() {
     rt.block_on(async {
         let mut c = TestCluster::start().await;
         c.examples().await;
+        // The same pod by an HTTPRoute, on a Gateway of devingress's class.
+        c.api.install_gateway_api();
+        c.api.apply(
+            GATEWAYS,
+            json!({"metadata": {"name": "web", "namespace": "default"},
+                   "spec": {"gatewayClassName": "devingress",
+                            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        );
+        c.api.apply(
+            HTTP_ROUTES,
+            json!({"metadata": {"name": "bench", "namespace": "default"},
+                   "spec": {"parentRefs": [{"name": "web"}], "hostnames": [ROUTE_HOST],
+                            "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
+        );
         let pod = c.pods.iter().find(|p| p.name == "bandicoot-0").unwrap().addr;
         let pooled = Devingress::up(&c.kubeconfig, &[]).await;
         // A second daemon needs a control socket of its own.
@@ -108,48 +146,80 @@ fn main() {
             &[("DEVINGRESS_RUNTIME_DIR", naive_run.as_os_str()), ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str())],
         )
         .await;
-        for d in [&pooled, &naive] {
+        for (d, host) in [(&pooled, "bandicoot.example.com"), (&pooled, ROUTE_HOST), (&naive, "bandicoot.example.com")]
+        {
             for _ in 0..500 {
-                if get(d.port, "bandicoot.example.com", "/").await.pod().is_some() {
+                if get(d.port, host, "/").await.pod().as_deref() == Some("bandicoot-0") {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         let seconds = support::bench::seconds();
-        let rows = [
-            ("straight to the pod server", format!("http://{pod}/")),
-            ("devingress, pooled", format!("http://127.0.0.1:{}/", pooled.port)),
-            ("devingress, --no-pool (naive)", format!("http://127.0.0.1:{}/", naive.port)),
-        ];
+        let (pooled_pid, naive_pid) = (Some(pooled.pid()), Some(naive.pid()));
+        let rows = move || {
+            [
+                Row {
+                    name: "straight to the pod server",
+                    url: format!("http://{pod}/"),
+                    host: "bandicoot.example.com",
+                    pid: None,
+                },
+                Row {
+                    name: "devingress, pooled, Ingress",
+                    url: format!("http://127.0.0.1:{}/", pooled.port),
+                    host: "bandicoot.example.com",
+                    pid: pooled_pid,
+                },
+                Row {
+                    name: "devingress, pooled, HTTPRoute",
+                    url: format!("http://127.0.0.1:{}/", pooled.port),
+                    host: ROUTE_HOST,
+                    pid: pooled_pid,
+                },
+                Row {
+                    name: "devingress, --no-pool (naive)",
+                    url: format!("http://127.0.0.1:{}/", naive.port),
+                    host: "bandicoot.example.com",
+                    pid: naive_pid,
+                },
+            ]
+        };
         let pooled_port = pooled.port;
-        let table = |rows: Vec<(&'static str, String)>, shapes: Vec<(&'static str, u32, bool)>| {
+        let table = |rows: [Row; 4], shapes: Vec<(&'static str, u32, bool)>| {
             tokio::task::spawn_blocking(move || {
                 println!(
-                    "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7}",
-                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors"
+                    "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12}",
+                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req"
                 );
                 for (label, conns, fresh) in shapes {
                     // Warm each target's pool for this shape of load.
-                    for (_, url) in &rows[1..] {
-                        wrk(url, conns, 1, fresh);
+                    for row in &rows[1..] {
+                        wrk(row, conns, 1, fresh);
                     }
-                    let figures: Vec<Figures> = rows.iter().map(|(_, url)| wrk(url, conns, seconds, fresh)).collect();
-                    for ((name, _), f) in rows.iter().zip(&figures) {
+                    let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh)).collect();
+                    for (row, f) in rows.iter().zip(&figures) {
                         println!(
-                            "{name:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7}",
+                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12.4}",
+                            row.name,
                             f.rps,
                             f.p50_ms,
                             f.p99_ms,
                             f.rps / figures[0].rps,
-                            f.errors
+                            f.errors,
+                            f.cpu_ms_per_request
                         );
                     }
+                    println!(
+                        "{:<32} {label:<22} HTTPRoute is {:.2}x the Ingress row",
+                        "",
+                        figures[2].rps / figures[1].rps
+                    );
                     if fresh {
                         println!(
                             "{:<32} {label:<22} pooled is {:.1}x the naive row",
                             "",
-                            figures[1].rps / figures[2].rps
+                            figures[1].rps / figures[3].rps
                         );
                     } else if conns == 1 {
                         println!(
@@ -174,12 +244,12 @@ fn main() {
             ("1, new conn per req", 1, true),
             ("32, new conn per req", 32, true),
         ];
-        table(rows.to_vec(), shapes).await.unwrap();
+        table(rows(), shapes).await.unwrap();
         println!("\n2. Each upgrade delayed 10 ms, as measured on a real API server:");
         c.api.set_upgrade_delay(Duration::from_millis(10));
         let shapes =
             vec![("1 keep-alive", 1, false), ("1, new conn per req", 1, true), ("32, new conn per req", 32, true)];
-        table(rows.to_vec(), shapes).await.unwrap();
+        table(rows(), shapes).await.unwrap();
         println!("port-forward sessions opened in all: {}", c.api.portforward_count());
     });
 }

@@ -41,20 +41,19 @@ impl SecretWatch {
         }
     }
 
-    /// Whether the Secret's first list has completed, so that its absence
-    /// (or its content) is known rather than not loaded yet.
-    pub fn is_listed(&self, r: &SecretRef) -> bool {
-        self.listed.lock().expect("listed").contains(r)
-    }
-
     /// Signalled when a watched Secret changes.
     pub fn changed(&self) -> Arc<Notify> {
         self.changed.clone()
     }
 
-    /// The watched Secrets that exist, by reference.
-    pub fn snapshot(&self) -> HashMap<SecretRef, Arc<Secret>> {
-        self.secrets.lock().expect("secrets").clone()
+    /// The watched Secrets that exist, by reference, and those whose first
+    /// list has completed (so that their absence, or their content, is
+    /// known rather than not loaded yet), read together: a watch records
+    /// both under the Secrets' lock.
+    pub fn snapshot(&self) -> (HashMap<SecretRef, Arc<Secret>>, HashSet<SecretRef>) {
+        let secrets = self.secrets.lock().expect("secrets");
+        let listed = self.listed.lock().expect("listed").clone();
+        (secrets.clone(), listed)
     }
 
     /// Watches exactly `wanted`.
@@ -64,9 +63,11 @@ impl SecretWatch {
             if let Some(t) = self.tasks.remove(&r) {
                 t.abort();
             }
-            self.secrets.lock().expect("secrets").remove(&r);
-            self.warned.lock().expect("warned").remove(&r);
+            let mut secrets = self.secrets.lock().expect("secrets");
+            secrets.remove(&r);
             self.listed.lock().expect("listed").remove(&r);
+            drop(secrets);
+            self.warned.lock().expect("warned").remove(&r);
         }
         for r in wanted {
             if self.tasks.contains_key(r) {

@@ -334,10 +334,11 @@ async fn follow_secrets(
         let t = table.borrow_and_update().clone();
         let wanted: BTreeSet<SecretRef> = t.tls.iter().filter_map(|h| h.secret.clone()).collect();
         secrets.set_wanted(&wanted);
-        let loaded = tls::secret::load(&t.tls, &secrets.snapshot(), time::OffsetDateTime::now_utc());
+        let (current, listed) = secrets.snapshot();
+        let loaded = tls::secret::load(&t.tls, &current, time::OffsetDateTime::now_utc());
         // A Secret is judged once its first list is in, not before.
         let now: BTreeSet<String> =
-            loaded.problems.iter().filter(|(r, _)| secrets.is_listed(r)).map(|(_, p)| p.clone()).collect();
+            loaded.problems.iter().filter(|(r, _)| listed.contains(r)).map(|(_, p)| p.clone()).collect();
         for p in now.difference(&said) {
             tracing::warn!("{p}");
         }
@@ -346,7 +347,7 @@ async fn follow_secrets(
         }
         said = now;
         let listed: InvalidSecrets =
-            loaded.invalid.iter().filter(|(r, _)| secrets.is_listed(r)).map(|(r, w)| (r.clone(), w.clone())).collect();
+            loaded.invalid.iter().filter(|(r, _)| listed.contains(r)).map(|(r, w)| (r.clone(), w.clone())).collect();
         invalid.send_if_modified(|i| {
             let changed = **i != listed;
             if changed {

@@ -402,6 +402,10 @@ async fn filters_modify_headers_redirect_and_rewrite() {
                     "filters": [{"type": "RequestRedirect", "requestRedirect": {
                         "scheme": "https", "statusCode": 301,
                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}]},
+                   {"matches": [{"path": {"type": "Exact", "value": "/moved"}}],
+                    "filters": [{"type": "RequestRedirect", "requestRedirect": {
+                        "hostname": "elsewhere.example.com", "port": 8443, "statusCode": 308,
+                        "path": {"type": "ReplaceFullPath", "replaceFullPath": "/here"}}}]},
                    {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "backendRefs": to_alpaca,
                     "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "internal.example",
                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}]}]}}),
@@ -446,6 +450,10 @@ async fn filters_modify_headers_redirect_and_rewrite() {
         parts.headers["location"],
         format!("https://filters.example.com:{}/new/page?q=1", d.https_port.unwrap()).as_str()
     );
+
+    let (parts, _) = send("/moved", vec![]).await;
+    assert_eq!(parts.status, 308);
+    assert_eq!(parts.headers["location"], "http://elsewhere.example.com:8443/here");
 
     let (parts, seen) = send("/api/items?x=1", vec![]).await;
     assert_eq!(parts.status, 200);

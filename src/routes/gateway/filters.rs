@@ -112,7 +112,7 @@ pub enum Filter {
         port: Option<u16>,
         /// The path change.
         path: Option<PathChange>,
-        /// 301 or 302 (the default).
+        /// 301, 302 (the default), 303, 307 or 308.
         status: u16,
     },
     /// `RequestMirror`: a copy of the request goes to this Service port
@@ -214,8 +214,11 @@ pub fn parse(filters: &[serde_json::Value], has_backends: bool) -> Result<Vec<Fi
             "RequestRedirect" => {
                 let r = &f["requestRedirect"];
                 let status = r["statusCode"].as_u64().unwrap_or(302);
-                if status != 301 && status != 302 {
-                    return Err((at("requestRedirect.statusCode"), format!("{status} is not 301 or 302")));
+                if ![301, 302, 303, 307, 308].contains(&status) {
+                    return Err((
+                        at("requestRedirect.statusCode"),
+                        format!("{status} is not a redirect status (301, 302, 303, 307 or 308)"),
+                    ));
                 }
                 Filter::Redirect {
                     scheme: r["scheme"].as_str().map(str::to_string),
@@ -428,7 +431,11 @@ mod tests {
         let over = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80},
                           "fraction": {"numerator": 3, "denominator": 2}}});
         assert_eq!(parse(&[over], true).unwrap_err().0, "filters[0].requestMirror.fraction");
-        let bad = json!({"type": "RequestRedirect", "requestRedirect": {"statusCode": 307}});
+        for status in [303, 307, 308] {
+            let ok = json!({"type": "RequestRedirect", "requestRedirect": {"statusCode": status}});
+            assert!(matches!(parse(&[ok], false).unwrap()[..], [Filter::Redirect { status: s, .. }] if s == status));
+        }
+        let bad = json!({"type": "RequestRedirect", "requestRedirect": {"statusCode": 305}});
         assert_eq!(parse(&[bad], false).unwrap_err().0, "filters[0].requestRedirect.statusCode");
     }
 

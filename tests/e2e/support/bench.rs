@@ -1,4 +1,5 @@
-//! What the benchmarks share: how long each row runs.
+//! What the benchmarks share: how long each row runs, and the CPU time a
+//! process used.
 
 /// Whether the benchmark runs in full (`cargo bench` passes `--bench`), as
 /// opposed to its short mode under `cargo test --all-targets`, which only
@@ -10,4 +11,15 @@ pub fn full() -> bool {
 /// Seconds per row: `BENCH_SECONDS`, else 5 in full and 1 in short mode.
 pub fn seconds() -> u32 {
     std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(if full() { 5 } else { 1 })
+}
+
+/// CPU seconds (user + system) the process `pid` has used so far (Linux).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    f.iter().sum::<u64>() as f64 / ticks
 }
