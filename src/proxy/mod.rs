@@ -244,9 +244,11 @@ async fn forward(
     let parts =
         RequestParts { path: &path, method: req.method().as_str(), headers: req.headers(), query: req.uri().query() };
     let mut rule = None;
+    let mut backend_filters: &[Filter] = &[];
     let backend = match table.gateway.route(slot, &host, &parts) {
-        Some(GatewayAction::Forward(backend, r)) => {
+        Some(GatewayAction::Forward(backend, r, own)) => {
             rule = Some(r);
+            backend_filters = own;
             backend.clone()
         }
         Some(GatewayAction::Redirect(r)) => return gateway_redirect(proxy, r, slot, local_port, &host, &req),
@@ -308,7 +310,8 @@ async fn forward(
         }
         set_forwarded(&mut headers, &info);
         let mut path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
+        // The rule's filters, then the backendRef's own.
+        for filter in rule.iter().flat_map(|r| r.filters.iter()).chain(backend_filters) {
             match filter {
                 Filter::RequestHeaders(edits) => edits.apply(&mut headers),
                 Filter::Rewrite { hostname, path: change } => {
@@ -396,7 +399,7 @@ async fn forward(
         }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, None);
-        for filter in rule.iter().flat_map(|r| r.filters.iter()) {
+        for filter in rule.iter().flat_map(|r| r.filters.iter()).chain(backend_filters) {
             if let Filter::ResponseHeaders(edits) = filter {
                 edits.apply(&mut parts.headers);
             }

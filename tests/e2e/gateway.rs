@@ -402,6 +402,11 @@ async fn filters_modify_headers_redirect_and_rewrite() {
                     "filters": [{"type": "RequestRedirect", "requestRedirect": {
                         "scheme": "https", "statusCode": 301,
                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}]},
+                   {"matches": [{"path": {"type": "Exact", "value": "/per-backend"}}], "backendRefs": [
+                       {"name": "alpaca", "port": 8080, "filters": [{"type": "RequestHeaderModifier",
+                           "requestHeaderModifier": {"set": [{"name": "x-backend", "value": "a"}]}}]},
+                       {"name": "bandicoot", "port": 8080, "filters": [{"type": "RequestHeaderModifier",
+                           "requestHeaderModifier": {"set": [{"name": "x-backend", "value": "b"}]}}]}]},
                    {"matches": [{"path": {"type": "Exact", "value": "/moved"}}],
                     "filters": [{"type": "RequestRedirect", "requestRedirect": {
                         "hostname": "elsewhere.example.com", "port": 8443, "statusCode": 308,
@@ -450,6 +455,13 @@ async fn filters_modify_headers_redirect_and_rewrite() {
         parts.headers["location"],
         format!("https://filters.example.com:{}/new/page?q=1", d.https_port.unwrap()).as_str()
     );
+
+    // A backendRef's own filters apply to the requests it takes, and only to those.
+    for _ in 0..6 {
+        let (_, seen) = send("/per-backend", vec![]).await;
+        let want = if seen["pod"].as_str().unwrap().starts_with("alpaca") { "a" } else { "b" };
+        assert_eq!(seen["headers"]["x-backend"], want, "{seen}");
+    }
 
     let (parts, _) = send("/moved", vec![]).await;
     assert_eq!(parts.status, 308);

@@ -101,6 +101,9 @@ pub enum WeightedBackend {
         backend: Arc<Backend>,
         /// Its share.
         weight: u32,
+        /// The backendRef's own filters (header modifiers), applied after
+        /// the rule's to the requests it takes.
+        filters: Arc<Vec<Filter>>,
     },
     /// A backendRef that cannot be used: its share answers 500 (rule 22).
     Invalid {
@@ -139,8 +142,8 @@ pub struct GatewayRule {
 /// What a request found.
 #[derive(Debug, Clone)]
 pub enum GatewayAction<'a> {
-    /// Send it to this backend.
-    Forward(&'a Arc<Backend>, &'a GatewayRule),
+    /// Send it to this backend, with the backendRef's own filters.
+    Forward(&'a Arc<Backend>, &'a GatewayRule, &'a [Filter]),
     /// Answer it with 500: the share of an invalid backendRef, or a rule
     /// without a usable backend.
     Fail(String, &'a GatewayRule),
@@ -758,12 +761,35 @@ impl GatewayTable {
                         continue;
                     }
                 };
-                let backends: Vec<WeightedBackend> = rule
-                    .backend_refs
-                    .iter()
-                    .flatten()
-                    .map(|b| backend(b, kind, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared))
-                    .collect();
+                let mut backends: Vec<WeightedBackend> = Vec::new();
+                for (bi, b) in rule.backend_refs.iter().flatten().enumerate() {
+                    let mut found =
+                        backend(b, kind, route_ns, services, slices_by_ns, &objects.reference_grants, &mut shared);
+                    let raw: Vec<serde_json::Value> =
+                        b.filters.iter().flatten().filter_map(|f| serde_json::to_value(f).ok()).collect();
+                    if let (WeightedBackend::Service { filters, .. }, false) = (&mut found, raw.is_empty()) {
+                        match super::filters::parse(&raw, true) {
+                            Ok(parsed) => {
+                                let (kept, dropped): (Vec<Filter>, Vec<Filter>) = parsed
+                                    .into_iter()
+                                    .partition(|f| matches!(f, Filter::RequestHeaders(_) | Filter::ResponseHeaders(_)));
+                                if !dropped.is_empty() {
+                                    table.warnings.push(format!(
+                                        "{} {route_key}: spec.rules[{ri}].backendRefs[{bi}].filters: only header \
+                                         modifiers are applied per backend; the others are left out",
+                                        kind.name()
+                                    ));
+                                }
+                                *filters = Arc::new(kept);
+                            }
+                            Err((field, why)) => table.warnings.push(format!(
+                                "{} {route_key}: spec.rules[{ri}].backendRefs[{bi}].{field}: {why}; left out",
+                                kind.name()
+                            )),
+                        }
+                    }
+                    backends.push(found);
+                }
                 if unresolved.is_none() {
                     unresolved = backends.iter().find_map(|b| match b {
                         WeightedBackend::Invalid { reason, message, .. } => Some((*reason, message.clone())),
@@ -846,7 +872,7 @@ impl GatewayTable {
             let w = weight(b) as usize;
             if n < w {
                 return Some(match b {
-                    WeightedBackend::Service { backend, .. } => GatewayAction::Forward(backend, rule),
+                    WeightedBackend::Service { backend, filters, .. } => GatewayAction::Forward(backend, rule, filters),
                     WeightedBackend::Invalid { message, .. } => GatewayAction::Fail(message.clone(), rule),
                 });
             }
@@ -870,7 +896,7 @@ impl GatewayTable {
                         r.backends
                             .iter()
                             .map(|b| match b {
-                                WeightedBackend::Service { backend, weight } => {
+                                WeightedBackend::Service { backend, weight, .. } => {
                                     let (ready, total) = backend.target.pod_counts();
                                     format!(
                                         "{}/{} w{weight} {ready}/{total}",
@@ -996,7 +1022,7 @@ fn backend(
     if let Target::Unsupported(why) = &backend.target {
         return invalid("BackendNotFound", why.clone());
     }
-    WeightedBackend::Service { backend, weight }
+    WeightedBackend::Service { backend, weight, filters: Arc::default() }
 }
 
 #[cfg(test)]
@@ -1054,7 +1080,7 @@ mod tests {
             Some(GatewayAction::NoRule) => "404".into(),
             Some(GatewayAction::Redirect(r)) => format!("redirect {}/{}", r.route.name, r.rule),
             Some(GatewayAction::Fail(..)) => "500".into(),
-            Some(GatewayAction::Forward(_, r)) => format!("{}/{}", r.route.name, r.rule),
+            Some(GatewayAction::Forward(_, r, _)) => format!("{}/{}", r.route.name, r.rule),
         }
     }
 
