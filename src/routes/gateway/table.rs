@@ -1414,6 +1414,44 @@ mod tests {
     }
 
     #[test]
+    fn listener_isolation_a_host_is_answered_only_by_its_most_specific_listener() {
+        // As the conformance test GatewayHTTPListenerIsolation sets it up.
+        let listeners = json!([
+            {"name": "empty-hostname", "port": 80, "protocol": "HTTP"},
+            {"name": "wildcard-example-com", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"},
+            {"name": "wildcard-foo-example-com", "port": 80, "protocol": "HTTP", "hostname": "*.foo.example.com"},
+            {"name": "abc-foo-example-com", "port": 80, "protocol": "HTTP", "hostname": "abc.foo.example.com"},
+        ]);
+        let routes: Vec<serde_json::Value> =
+            ["empty-hostname", "wildcard-example-com", "wildcard-foo-example-com", "abc-foo-example-com"]
+                .iter()
+                .map(|l| {
+                    route(
+                        "gw",
+                        l,
+                        "2026-01-01T00:00:00Z",
+                        json!({"parentRefs": [{"name": "web", "sectionName": l}],
+                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": format!("/{l}")}}],
+                           "backendRefs": [{"name": "s", "port": 80}]}]}),
+                    )
+                })
+                .collect();
+        let o = objects(json!([gateway("web", "devingress", listeners)]), json!(routes));
+        let t = build(&o, &[svc("gw", "s")]);
+        for (host, own) in [
+            ("bar.com", "empty-hostname"),
+            ("bar.example.com", "wildcard-example-com"),
+            ("bar.foo.example.com", "wildcard-foo-example-com"),
+            ("abc.foo.example.com", "abc-foo-example-com"),
+        ] {
+            for path in ["empty-hostname", "wildcard-example-com", "wildcard-foo-example-com", "abc-foo-example-com"] {
+                let want = if path == own { format!("{own}/0") } else { "404".to_string() };
+                assert_eq!(who(&t, Slot::Http, host, &format!("/{path}")), want, "{host} /{path}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_route_kinds_and_gateway_parameters_are_reported() {
         let kinds = json!([{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "k.test",
                             "allowedRoutes": {"kinds": [{"kind": "TCPRoute"}, {"kind": "HTTPRoute"}]}}]);
