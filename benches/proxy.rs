@@ -200,14 +200,18 @@ fn main() {
                     let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh)).collect();
                     for (row, f) in rows.iter().zip(&figures) {
                         println!(
-                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12.4}",
+                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12}",
                             row.name,
                             f.rps,
                             f.p50_ms,
                             f.p99_ms,
                             f.rps / figures[0].rps,
                             f.errors,
-                            f.cpu_ms_per_request
+                            if f.cpu_ms_per_request.is_nan() {
+                                "-".to_string()
+                            } else {
+                                format!("{:.4}", f.cpu_ms_per_request)
+                            }
                         );
                     }
                     println!(
