@@ -226,11 +226,11 @@ async fn http_routes_on_an_http_listener_match_headers_split_by_weight_and_take_
         tally(d.port, "shop.example.com", "/", &[("x-canary", "yes")], 20).await,
         [("bandicoot-0".to_string(), 20)].into()
     );
-    // 3:1 by weight over 400 requests, within 5 points.
-    let split = tally(d.port, "shop.example.com", "/", &[], 400).await;
+    // 3:1 by weight over 1,000 requests, within 5 points.
+    let split = tally(d.port, "shop.example.com", "/", &[], 1000).await;
     let alpaca: usize = split.iter().filter(|(k, _)| k.starts_with("alpaca")).map(|(_, n)| n).sum();
-    assert!((285..=315).contains(&alpaca), "{split:?}");
-    assert_eq!(split.get("bandicoot-0").copied().unwrap_or(0), 400 - alpaca, "{split:?}");
+    assert!((700..=800).contains(&alpaca), "{split:?}");
+    assert_eq!(split.get("bandicoot-0").copied().unwrap_or(0), 1000 - alpaca, "{split:?}");
     // The route's hostname resolves through devingress's DNS, like an Ingress host.
     crate::support::devingress::require("dig", "dnsutils", "it asks devingress's DNS server");
     let dig = std::process::Command::new("dig")
@@ -411,6 +411,9 @@ async fn filters_modify_headers_redirect_and_rewrite() {
                     "filters": [{"type": "RequestRedirect", "requestRedirect": {
                         "hostname": "elsewhere.example.com", "port": 8443, "statusCode": 308,
                         "path": {"type": "ReplaceFullPath", "replaceFullPath": "/here"}}}]},
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/full"}}], "backendRefs": to_alpaca,
+                    "filters": [{"type": "URLRewrite", "urlRewrite": {
+                        "path": {"type": "ReplaceFullPath", "replaceFullPath": "/whole"}}}]},
                    {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "backendRefs": to_alpaca,
                     "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "internal.example",
                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}]}]}}),
@@ -466,6 +469,10 @@ async fn filters_modify_headers_redirect_and_rewrite() {
     let (parts, _) = send("/moved", vec![]).await;
     assert_eq!(parts.status, 308);
     assert_eq!(parts.headers["location"], "http://elsewhere.example.com:8443/here");
+
+    let (_, seen) = send("/full/any/thing?y=2", vec![]).await;
+    assert_eq!(seen["path"], "/whole?y=2", "{seen}");
+    assert_eq!(seen["headers"]["host"], "filters.example.com", "{seen}");
 
     let (parts, seen) = send("/api/items?x=1", vec![]).await;
     assert_eq!(parts.status, 200);

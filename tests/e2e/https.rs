@@ -551,6 +551,13 @@ async fn gateway_listeners_on_other_ports_are_served_on_their_own_numbers() {
                "spec": {"parentRefs": [{"name": "alt"}], "hostnames": ["alt.gw.test"],
                         "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
     );
+    // Attached by port: served on that listener only.
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "by-port", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "alt", "port": http_alt}], "hostnames": ["port.gw.test"],
+                        "rules": [{"backendRefs": [{"name": "alpaca", "port": 8080}]}]}}),
+    );
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     let pod_at = |port: u16, host: &'static str| async move { try_get(port, host, "/").await.and_then(|a| a.pod()) };
     assert!(
@@ -558,6 +565,7 @@ async fn gateway_listeners_on_other_ports_are_served_on_their_own_numbers() {
         "{}",
         d.log()
     );
+    assert!(pod_at(http_alt, "port.gw.test").await.is_some_and(|p| p.starts_with("alpaca")));
     // Its own port serves its Gateway routes only: an Ingress host is not found there.
     let ingress_host = try_get(http_alt, "alpaca.example.com", "/").await.unwrap();
     assert_eq!(ingress_host.status, 404, "{}", ingress_host.body);
@@ -598,6 +606,8 @@ async fn gateway_listeners_on_other_ports_are_served_on_their_own_numbers() {
         d.log()
     );
     assert!(eventually(SETTLE, || async { listener(2, "Programmed") == pair("True", "Programmed") }).await);
+    // The route attached by port is not on this listener.
+    assert_eq!(try_get(held, "port.gw.test", "/").await.map(|a| a.status), Some(404));
 
     // A listener taken out of the Gateway closes its port.
     c.api.apply(
