@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::cluster::Health;
-use crate::routes::gateway::{self, Filter, GatewayAction, Origin, RequestParts, Slot};
+use crate::routes::gateway::{self, CorsAnswer, Filter, GatewayAction, Origin, RequestParts, Slot};
 use crate::routes::{RouteTable, normalize_request_host};
 use crate::status::{STATUS_HOST, StatusHub};
 use crate::upstream::{BodyError, RequestHead, Upstream};
@@ -287,6 +287,30 @@ async fn forward(
             matched.backend.clone()
         }
     };
+    // CORS: a preflight is answered here, pods or not.
+    let cors = rule.and_then(|r| {
+        r.filters.iter().find_map(|f| match f {
+            Filter::Cors(c) => Some(c.answer(req.method().as_str(), req.headers())),
+            _ => None,
+        })
+    });
+    let cors_headers = match cors {
+        Some(CorsAnswer::Preflight(Some(headers))) => return pages::preflight(headers),
+        Some(CorsAnswer::Preflight(None)) => {
+            let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();
+            let r = rule.expect("a CORS answer comes from a rule");
+            return pages::page(
+                StatusCode::FORBIDDEN,
+                &format!("Origin {origin:?} may not make cross-origin requests here."),
+                &format!(
+                    "HTTPRoute {} rule {} has a CORS filter whose allowOrigins does not list it.",
+                    r.route, r.rule
+                ),
+            );
+        }
+        Some(CorsAnswer::Actual(headers)) => headers,
+        Some(CorsAnswer::None) | None => None,
+    };
     let Some(ep) = backend.pick().cloned() else {
         return pages::unavailable(&backend);
     };
@@ -326,7 +350,7 @@ async fn forward(
                         };
                     }
                 }
-                Filter::ResponseHeaders(_) | Filter::Redirect { .. } | Filter::Mirror { .. } => {}
+                Filter::ResponseHeaders(_) | Filter::Redirect { .. } | Filter::Mirror { .. } | Filter::Cors(_) => {}
             }
         }
         let head = RequestHead { method: parts.method, path_and_query, headers };
@@ -402,6 +426,13 @@ async fn forward(
         for filter in rule.iter().flat_map(|r| r.filters.iter()).chain(backend_filters) {
             if let Filter::ResponseHeaders(edits) = filter {
                 edits.apply(&mut parts.headers);
+            }
+        }
+        for (name, value) in cors_headers.iter().flatten() {
+            if name == header::VARY {
+                parts.headers.append(name, value.clone());
+            } else {
+                parts.headers.insert(name, value.clone());
             }
         }
         Response::from_parts(parts, body.boxed())

@@ -68,6 +68,14 @@ pub fn loading(problem: Option<String>) -> Response<ProxyBody> {
     page(StatusCode::SERVICE_UNAVAILABLE, "devingress has not loaded the routes from the cluster yet.", &details)
 }
 
+/// 204: a CORS preflight allowed by a rule's `CORS` filter, with its headers.
+pub fn preflight(headers: http::HeaderMap) -> Response<ProxyBody> {
+    let mut res = Response::new(http_body_util::Empty::new().map_err(|n| match n {}).boxed());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    *res.headers_mut() = headers;
+    res
+}
+
 /// 503: the route's backend has nowhere to send the request.
 pub fn unavailable(backend: &Backend) -> Response<ProxyBody> {
     let svc = format!("{}/{}", backend.namespace, backend.service);

@@ -831,3 +831,79 @@ async fn a_service_without_selector_reaches_the_pod_of_a_hand_written_endpoint_b
         "{routes}"
     );
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_here_and_answers_to_allowed_origins_are_marked() {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    use http_body_util::{BodyExt, Full};
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    http_gateway(&c);
+    // As the conformance test HTTPRouteCORS's first rule.
+    c.api.apply(
+        HTTP_ROUTES,
+        json!({"metadata": {"name": "cors", "namespace": "default"},
+               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["cors.example.com"], "rules": [
+                   {"matches": [{"path": {"type": "PathPrefix", "value": "/cors-1"}}],
+                    "backendRefs": [{"name": "alpaca", "port": 8080}],
+                    "filters": [{"type": "CORS", "cors": {
+                        "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+                        "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-header-1", "x-header-2"],
+                        "exposeHeaders": ["x-header-3", "x-header-4"], "allowCredentials": true, "maxAge": 3600}}]}]}}),
+    );
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let send = |method: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let port = d.port;
+        async move {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("http://127.0.0.1:{port}/cors-1"))
+                .header("host", "cors.example.com");
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let res = crate::support::devingress::http_client()
+                .request(req.body(Full::new(bytes::Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = res.into_parts();
+            (parts, String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned())
+        }
+    };
+    assert!(eventually(SETTLE, || async { send("GET", vec![]).await.1.contains("alpaca") }).await, "{}", d.log());
+    let h = |parts: &http::response::Parts, name: &str| {
+        parts.headers.get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    };
+    // A preflight from an origin under the wildcard: answered by devingress, not the pod.
+    let (parts, body) = send(
+        "OPTIONS",
+        vec![
+            ("origin", "https://xpto.www.bar.com"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-header-1, x-header-2"),
+        ],
+    )
+    .await;
+    assert_eq!(parts.status, 204, "{body}");
+    assert!(body.is_empty(), "{body}");
+    assert_eq!(h(&parts, "access-control-allow-origin"), "https://xpto.www.bar.com");
+    assert_eq!(h(&parts, "access-control-allow-methods"), "GET, OPTIONS");
+    assert_eq!(h(&parts, "access-control-allow-headers"), "x-header-1, x-header-2");
+    assert_eq!(h(&parts, "access-control-expose-headers"), "x-header-3, x-header-4");
+    assert_eq!(h(&parts, "access-control-max-age"), "3600");
+    assert_eq!(h(&parts, "access-control-allow-credentials"), "true");
+    // From an origin not listed: refused, without the headers.
+    let (parts, body) =
+        send("OPTIONS", vec![("origin", "https://foobar.com"), ("access-control-request-method", "GET")]).await;
+    assert_eq!(parts.status, 403);
+    assert!(parts.headers.get("access-control-allow-origin").is_none());
+    assert!(body.contains("allowOrigins"), "{body}");
+    // A simple request goes to the pod; the answer names the allowed origin.
+    let (parts, body) = send("GET", vec![("origin", "https://www.foo.com")]).await;
+    assert!(body.contains("alpaca"), "{body}");
+    assert_eq!(h(&parts, "access-control-allow-origin"), "https://www.foo.com");
+    assert_eq!(h(&parts, "vary"), "Origin");
+    let (parts, body) = send("GET", vec![("origin", "https://foobar.com")]).await;
+    assert!(body.contains("alpaca"), "{body}");
+    assert!(parts.headers.get("access-control-allow-origin").is_none());
+}

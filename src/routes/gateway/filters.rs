@@ -125,6 +125,8 @@ pub enum Filter {
         /// Which requests are mirrored (`fraction` or `percent`).
         share: Share,
     },
+    /// `CORS`: preflights answered here, allowed origins' answers marked.
+    Cors(std::sync::Arc<super::cors::Cors>),
     /// `URLRewrite`: the request goes on, changed.
     Rewrite {
         /// The Host sent to the backend.
@@ -250,6 +252,9 @@ pub fn parse(filters: &[serde_json::Value], has_backends: bool) -> Result<Vec<Fi
                     _ => return Err((at("requestMirror.backendRef"), "must name a Service and its port".into())),
                 }
             }
+            "CORS" => Filter::Cors(std::sync::Arc::new(
+                super::cors::Cors::parse(&f["cors"]).map_err(|(field, why)| (at(&field), why))?,
+            )),
             other => return Err((at("type"), format!("{other} is not supported yet"))),
         });
     }
@@ -421,8 +426,12 @@ mod tests {
             parse(&[rewrite], true).unwrap().as_slice(),
             [Filter::Rewrite { hostname: None, path: Some(PathChange::Prefix(p)) }] if p == "/v2"
         ));
-        let cors = json!({"type": "CORS", "cors": {}});
-        assert_eq!(parse(&[cors], true).unwrap_err().0, "filters[0].type");
+        let extension = json!({"type": "ExtensionRef", "extensionRef": {"group": "x.test", "kind": "K", "name": "n"}});
+        assert_eq!(parse(&[extension], true).unwrap_err().0, "filters[0].type");
+        let cors = json!({"type": "CORS", "cors": {"allowOrigins": ["https://a.test"]}});
+        assert!(matches!(parse(&[cors], true).unwrap().as_slice(), [Filter::Cors(_)]));
+        let bad_cors = json!({"type": "CORS", "cors": {"allowOrigins": ["a.test"]}});
+        assert_eq!(parse(&[bad_cors], true).unwrap_err().0, "filters[0].cors.allowOrigins");
         let mirror = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s"}}});
         assert_eq!(parse(&[mirror], true).unwrap_err().0, "filters[0].requestMirror.backendRef");
         let both = json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80},

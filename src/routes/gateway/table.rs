@@ -1244,7 +1244,7 @@ mod tests {
                 "r",
                 "2026-01-01T00:00:00Z",
                 json!({"parentRefs": [{"name": "web"}], "rules": [
-                {"filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://a.test"]}}]},
+                {"filters": [{"type": "ExtensionRef", "extensionRef": {"group": "x.test", "kind": "K", "name": "n"}}]},
                 {"matches": [{"path": {"type": "RegularExpression", "value": "("}}]}]})
             )]),
         );
@@ -1259,7 +1259,7 @@ mod tests {
         assert!(
             t.warnings
                 .iter()
-                .any(|w| w.contains("HTTPRoute gw/r: spec.rules[0].filters[0].type: CORS is not supported yet")),
+                .any(|w| w.contains("HTTPRoute gw/r: spec.rules[0].filters[0].type: ExtensionRef is not supported yet")),
             "{:?}",
             t.warnings
         );
