@@ -20,6 +20,7 @@ pub mod paths;
 pub mod programs;
 pub mod progress;
 pub mod proxy;
+pub mod publish;
 pub mod resolver;
 pub mod routes;
 pub mod setup;

@@ -348,13 +348,7 @@ async fn follow_secrets(
         said = now;
         let listed: InvalidSecrets =
             loaded.invalid.iter().filter(|(r, _)| listed.contains(r)).map(|(r, w)| (r.clone(), w.clone())).collect();
-        invalid.send_if_modified(|i| {
-            let changed = **i != listed;
-            if changed {
-                *i = Arc::new(listed);
-            }
-            changed
-        });
+        crate::publish::if_changed(&invalid, listed);
         *certs.write().expect("secret certs") = loaded;
         tokio::select! {
             r = table.changed() => if r.is_err() { return },

@@ -95,13 +95,7 @@ impl LoadBalancers {
             self.tell(&next, &mut said, &mut summaries);
             let retry =
                 next.services.iter().any(|s| s.ports.iter().any(|p| p.error.as_ref().is_some_and(|e| e.retried)));
-            report.send_if_modified(|r| {
-                let changed = **r != next;
-                if changed {
-                    *r = Arc::new(next);
-                }
-                changed
-            });
+            crate::publish::if_changed(&report, next);
             tokio::select! {
                 r = self.table.changed() => if r.is_err() { break },
                 () = tokio::time::sleep(RETRY), if retry => {}

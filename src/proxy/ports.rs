@@ -107,13 +107,7 @@ impl OwnPorts {
             }
             said.retain(|slot, _| wanted.contains_key(slot));
             let retry = next.ports.values().any(Result::is_err);
-            report.send_if_modified(|r| {
-                let changed = **r != next;
-                if changed {
-                    *r = Arc::new(next);
-                }
-                changed
-            });
+            crate::publish::if_changed(&report, next);
             tokio::select! {
                 r = table.changed() => if r.is_err() { break },
                 () = tokio::time::sleep(RETRY), if retry => {}

@@ -152,6 +152,19 @@ fn http_gateway(c: &TestCluster) {
     );
 }
 
+/// A cluster with the examples, the HTTP Gateway `default/web` and `routes`
+/// (HTTPRoutes).
+async fn with_routes(routes: &[serde_json::Value]) -> TestCluster {
+    use crate::support::apiserver::resources::HTTP_ROUTES;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    http_gateway(&c);
+    for r in routes {
+        c.api.apply(HTTP_ROUTES, r.clone());
+    }
+    c
+}
+
 /// Sends `n` GETs of `path` for `host` (with `headers`) and counts the answers by pod
 /// (`"500"` for 500s, `"404"` for 404s).
 async fn tally(
@@ -633,18 +646,12 @@ async fn a_route_edited_while_traffic_flows_is_live_within_a_second_and_no_reque
 
 #[tokio::test]
 async fn a_rule_timeout_answers_504_when_the_backend_is_slower() {
-    use crate::support::apiserver::resources::HTTP_ROUTES;
-    let mut c = TestCluster::start().await;
-    c.examples().await;
-    http_gateway(&c);
-    c.api.apply(
-        HTTP_ROUTES,
-        json!({"metadata": {"name": "timeouts", "namespace": "default"},
-               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["slow.example.com"], "rules": [
-                   {"matches": [{"path": {"type": "PathPrefix", "value": "/slow/limited"}}],
-                    "timeouts": {"request": "300ms"}, "backendRefs": [{"name": "alpaca", "port": 8080}]},
-                   {"backendRefs": [{"name": "alpaca", "port": 8080}]}]}}),
-    );
+    let c = with_routes(&[json!({"metadata": {"name": "timeouts", "namespace": "default"},
+                   "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["slow.example.com"], "rules": [
+                       {"matches": [{"path": {"type": "PathPrefix", "value": "/slow/limited"}}],
+                        "timeouts": {"request": "300ms"}, "backendRefs": [{"name": "alpaca", "port": 8080}]},
+                       {"backendRefs": [{"name": "alpaca", "port": 8080}]}]}})])
+    .await;
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     assert!(
         eventually(SETTLE, || async {
@@ -834,23 +841,19 @@ async fn a_service_without_selector_reaches_the_pod_of_a_hand_written_endpoint_b
 
 #[tokio::test]
 async fn cors_preflights_are_answered_here_and_answers_to_allowed_origins_are_marked() {
-    use crate::support::apiserver::resources::HTTP_ROUTES;
     use http_body_util::{BodyExt, Full};
-    let mut c = TestCluster::start().await;
-    c.examples().await;
-    http_gateway(&c);
     // As the conformance test HTTPRouteCORS's first rule.
-    c.api.apply(
-        HTTP_ROUTES,
+    let c = with_routes(&[
         json!({"metadata": {"name": "cors", "namespace": "default"},
-               "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["cors.example.com"], "rules": [
-                   {"matches": [{"path": {"type": "PathPrefix", "value": "/cors-1"}}],
-                    "backendRefs": [{"name": "alpaca", "port": 8080}],
-                    "filters": [{"type": "CORS", "cors": {
-                        "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
-                        "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-header-1", "x-header-2"],
-                        "exposeHeaders": ["x-header-3", "x-header-4"], "allowCredentials": true, "maxAge": 3600}}]}]}}),
-    );
+                   "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["cors.example.com"], "rules": [
+                       {"matches": [{"path": {"type": "PathPrefix", "value": "/cors-1"}}],
+                        "backendRefs": [{"name": "alpaca", "port": 8080}],
+                        "filters": [{"type": "CORS", "cors": {
+                            "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+                            "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-header-1", "x-header-2"],
+                            "exposeHeaders": ["x-header-3", "x-header-4"], "allowCredentials": true, "maxAge": 3600}}]}]}}),
+    ])
+    .await;
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     let send = |method: &'static str, headers: Vec<(&'static str, &'static str)>| {
         let port = d.port;
