@@ -733,7 +733,9 @@ async fn a_listener_without_hostname_serves_its_secret_for_its_routes_and_bad_se
                "spec": {"gatewayClassName": "devingress", "listeners": [
                    https("https", None, "any-host"),
                    https("missing", Some("missing.test"), "nonexistent-certificate"),
-                   https("malformed", Some("malformed.test"), "malformed")]}}),
+                   https("malformed", Some("malformed.test"), "malformed"),
+                   {"name": "other-kind", "port": 443, "protocol": "HTTPS", "hostname": "kind.test",
+                    "tls": {"certificateRefs": [{"group": "example.com", "kind": "Vault", "name": "x"}]}}]}}),
     );
     c.api.apply(
         HTTP_ROUTES,
@@ -760,7 +762,7 @@ async fn a_listener_without_hostname_serves_its_secret_for_its_routes_and_bad_se
         })
     };
     let invalid = Some(("False".to_string(), "InvalidCertificateRef".to_string()));
-    for name in ["missing", "malformed"] {
+    for name in ["missing", "malformed", "other-kind"] {
         assert!(
             eventually(SETTLE, || async { resolved(name) == invalid }).await,
             "{name}: {:?}\n{}",
