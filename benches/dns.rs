@@ -55,7 +55,7 @@ fn main() {
     rt.block_on(async {
         let mut c = TestCluster::start().await;
         c.examples().await;
-        let d = Devingress::up(&c.kubeconfig, &["--no-https"]).await;
+        let d = Devingress::up_with_env(&c.kubeconfig, &["--no-https"], &support::bench::as_users()).await;
         for _ in 0..500 {
             if get(d.port, "alpaca.example.com", "/").await.status == 200 {
                 break;

@@ -136,14 +136,18 @@ fn main() {
                             "rules": [{"backendRefs": [{"name": "bandicoot", "port": 8080}]}]}}),
         );
         let pod = c.pods.iter().find(|p| p.name == "bandicoot-0").unwrap().addr;
-        let pooled = Devingress::up(&c.kubeconfig, &[]).await;
+        let pooled = Devingress::up_with_env(&c.kubeconfig, &[], &support::bench::as_users()).await;
         // A second daemon needs a control socket of its own.
         let naive_run = c.kubeconfig.with_file_name("run-naive");
         let system = c.kubeconfig.with_file_name("system");
         let naive = Devingress::up_with_env(
             &c.kubeconfig,
             &["--no-pool"],
-            &[("DEVINGRESS_RUNTIME_DIR", naive_run.as_os_str()), ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str())],
+            &[
+                ("DEVINGRESS_RUNTIME_DIR", naive_run.as_os_str()),
+                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
+                support::bench::as_users()[0],
+            ],
         )
         .await;
         for (d, host) in [(&pooled, "bandicoot.example.com"), (&pooled, ROUTE_HOST), (&naive, "bandicoot.example.com")]

@@ -104,7 +104,7 @@ fn main() {
         c.lb_service("default", "echo", "2026-01-01T00:00:00Z", json!([{"port": port, "targetPort": 9000}]));
         c.tcp_pod("default", "echo", "echo-0", 9000).await;
         c.endpoints("default", "echo", "", 9000, &[("echo-0", true)]);
-        let d = Devingress::up(&c.kubeconfig, &["--no-https", "--no-dns"]).await;
+        let d = Devingress::up_with_env(&c.kubeconfig, &["--no-https", "--no-dns"], &support::bench::as_users()).await;
         let through: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         for _ in 0..500 {
             if TcpStream::connect(through).await.is_ok() {

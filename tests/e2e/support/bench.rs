@@ -23,3 +23,10 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     f.iter().sum::<u64>() as f64 / ticks
 }
+
+/// The environment a benchmarked daemon runs with: logging as users have it
+/// (`info`), not the tests' `debug`, whose line per request would be
+/// measured too.
+pub fn as_users() -> [(&'static str, &'static std::ffi::OsStr); 1] {
+    [("RUST_LOG", std::ffi::OsStr::new("info"))]
+}
