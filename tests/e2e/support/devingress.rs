@@ -44,17 +44,23 @@ impl Devingress {
     /// Its system files (hosts, resolver) live under `<kubeconfig dir>/system`,
     /// never the machine's own.
     pub async fn up(kubeconfig: &Path, extra: &[&str]) -> Self {
-        let system_root = kubeconfig.parent().expect("kubeconfig in a directory").join("system");
-        Self::up_with_env(kubeconfig, extra, &[("DEVINGRESS_SYSTEM_ROOT", system_root.as_os_str())]).await
+        Self::up_with_env(kubeconfig, extra, &[]).await
     }
 
-    /// [`Devingress::up`] with more environment variables (these win).
+    /// [`Devingress::up`] with more environment variables (these win, a
+    /// `DEVINGRESS_SYSTEM_ROOT` of the caller's included).
     pub async fn up_with_env(kubeconfig: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
-        Self::up_wrapped(&[], kubeconfig, extra, env).await
+        let system_root = kubeconfig.parent().expect("kubeconfig in a directory").join("system");
+        let mut all = vec![("DEVINGRESS_SYSTEM_ROOT", system_root.as_os_str())];
+        all.extend_from_slice(env);
+        Self::up_wrapped(&[], kubeconfig, extra, &all).await
     }
 
-    /// [`Devingress::up_with_env`] started through `wrapper` (a program and
-    /// its arguments, which end by running the binary given after them).
+    /// Starts `devingress up` through `wrapper` (a program and its
+    /// arguments, which end by running the binary given after them), with
+    /// `env`. Unlike [`Devingress::up_with_env`], its system files are the
+    /// machine's unless `env` says otherwise: for a wrapper that gives it
+    /// a private copy of them.
     pub async fn up_wrapped(
         wrapper: &[&str],
         kubeconfig: &Path,
