@@ -13,12 +13,15 @@
 //! implementation is GPL-3.0). An HTTP/2 (h2c) backend multiplexes all its
 //! requests over one such stream.
 //!
-//! The upgrade itself is kube-rs's (`Client::connect`, the same request
-//! `Api::<Pod>::portforward` sends). The v4 framing on top is ours:
-//! kube-rs's `Portforwarder` moves every chunk through a background task,
-//! two channels and a duplex pipe, and sends at most 4 KiB per frame, which
-//! measured at ~35 MB/s for uploads; [`PortForwardStream`] reads and writes
-//! frames directly, in the task that uses the stream, up to 64 KiB a frame.
+//! The upgrade request is the one `Api::<Pod>::portforward` sends, sent
+//! through the kube client; the WebSocket handshake around it is ours
+//! rather than `Client::connect`'s so that the WebSocket gets a read buffer
+//! sized for this traffic ([`ws_config`]). The v4 framing on top is ours
+//! too: kube-rs's `Portforwarder` moves every chunk through a background
+//! task, two channels and a duplex pipe, and sends at most 4 KiB per frame,
+//! which measured at ~35 MB/s for uploads; [`PortForwardStream`] reads and
+//! writes frames directly, in the task that uses the stream, up to 64 KiB a
+//! frame.
 
 use std::io;
 use std::pin::Pin;
@@ -31,6 +34,7 @@ use hyper_util::rt::TokioIo;
 use kube::Client;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::routes::PodEndpoint;
@@ -78,15 +82,62 @@ impl PortForwarder {
         let req = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", ep.namespace))
             .portforward(&ep.pod, &[ep.port])
             .map_err(|source| PortForwardError::Request { endpoint: ep.to_string(), source })?;
-        let ws = self
-            .client
-            .connect(req)
-            .await
-            .map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?
-            .into_stream();
+        let ws =
+            self.upgrade(req).await.map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?;
         tracing::debug!(endpoint = %ep, "port-forward opened");
         Ok(TokioIo::new(PortForwardStream::new(ws)))
     }
+
+    /// Sends `req` as a WebSocket upgrade offering `v4.channel.k8s.io`, and
+    /// checks the answer as RFC 6455 says: 101, the accept key, the
+    /// protocol. An error answer becomes the API's `Status`, as the kube
+    /// client reports it.
+    async fn upgrade(&self, req: http::Request<Vec<u8>>) -> Result<WebSocketStream<TokioIo<Upgraded>>, kube::Error> {
+        use http::header::{self, HeaderValue};
+        use http_body_util::BodyExt;
+        use kube::client::UpgradeConnectionError as Upgrade;
+        let key = tungstenite::handshake::client::generate_key();
+        let (mut parts, body) = req.into_parts();
+        let h = &mut parts.headers;
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).expect("a base64 key"));
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(V4));
+        let res = self.client.send(http::Request::from_parts(parts, kube::client::Body::from(body))).await?;
+        let code = res.status();
+        if code != http::StatusCode::SWITCHING_PROTOCOLS {
+            let text = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let status = serde_json::from_slice::<kube::core::Status>(&text).unwrap_or_else(|_| {
+                let text = String::from_utf8_lossy(&text);
+                kube::core::Status::failure(text.trim(), "UpgradeFailed").with_code(code.as_u16())
+            });
+            return Err(kube::Error::Api(status.boxed()));
+        }
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
+            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketAcceptKeyMismatch));
+        }
+        if res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(HeaderValue::as_bytes) != Some(V4.as_bytes()) {
+            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketProtocolMismatch));
+        }
+        let upgraded =
+            hyper::upgrade::on(res).await.map_err(|e| kube::Error::UpgradeConnection(Upgrade::GetPendingUpgrade(e)))?;
+        Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(ws_config())).await)
+    }
+}
+
+/// The WebSocket subprotocol of the port-forward.
+const V4: &str = "v4.channel.k8s.io";
+
+/// The WebSocket settings of a port-forward. tungstenite fills its read
+/// buffer with zeros up to `read_buffer_size` before every read; at its
+/// default of 128 KiB that memset was a tenth of devingress's CPU under 32
+/// keep-alive connections of small requests (perf). A read from the TLS
+/// stream to the API server returns at most a few records, so 16 KiB
+/// loses nothing on large transfers.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(16 * 1024)
 }
 
 /// One port of a `v4.channel.k8s.io` session as a byte stream: channel 0
