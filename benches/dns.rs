@@ -2,7 +2,8 @@
 //! per second for a served host over UDP, from 1 and 8 concurrent clients
 //! each keeping one query in flight, next to the same client against a
 //! plain UDP echo server in this process (the baseline: what loopback UDP
-//! round trips cost here). Run: `cargo bench --bench dns` (`BENCH_SECONDS`).
+//! round trips cost here), with devingress's CPU time per query. Run:
+//! `cargo bench --bench dns` (`BENCH_SECONDS`).
 
 #[path = "../tests/e2e/support/mod.rs"]
 mod support;
@@ -73,12 +74,24 @@ fn main() {
         });
         let secs = u64::from(support::bench::seconds());
         println!("DNS benchmark: A alpaca.example.com over UDP, {secs}s per row, one query in flight per client");
-        println!("{:<34} {:>8} {:>12} {:>9} {:>9}", "row", "clients", "queries/s", "p99 ms", "vs echo");
+        println!(
+            "{:<34} {:>8} {:>12} {:>9} {:>9} {:>14}",
+            "row", "clients", "queries/s", "p99 ms", "vs echo", "CPU µs/query"
+        );
         for clients in [1, 8] {
             let (base, base_p99) = load(echo_addr, clients, secs).await;
+            let cpu = support::bench::cpu_seconds(d.pid());
             let (q, p99) = load(dns, clients, secs).await;
-            println!("{:<34} {clients:>8} {base:>12.0} {base_p99:>9.3} {:>8.2}x", "UDP echo in this process", 1.0);
-            println!("{:<34} {clients:>8} {q:>12.0} {p99:>9.3} {:>8.2}x", "devingress DNS server", q / base);
+            let per_query = (support::bench::cpu_seconds(d.pid()) - cpu) * 1e6 / (q * secs as f64);
+            println!(
+                "{:<34} {clients:>8} {base:>12.0} {base_p99:>9.3} {:>8.2}x {:>14}",
+                "UDP echo in this process", 1.0, "-"
+            );
+            println!(
+                "{:<34} {clients:>8} {q:>12.0} {p99:>9.3} {:>8.2}x {per_query:>14.1}",
+                "devingress DNS server",
+                q / base
+            );
         }
         dnsperf(dns, secs);
     });

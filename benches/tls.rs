@@ -57,6 +57,13 @@ fn main() {
         let (http, https) = (d.port, d.https_port.expect("HTTPS"));
         let ca = d.data_dir.join("ca/rootCA.pem");
         let seconds = support::bench::seconds();
+        let pid = d.pid();
+        // devingress's CPU milliseconds per unit of what `f` did (its count).
+        let cpu_per = move |f: &mut dyn FnMut() -> f64| {
+            let before = support::bench::cpu_seconds(pid);
+            let count = f();
+            (support::bench::cpu_seconds(pid) - before) * 1000.0 / count
+        };
         tokio::task::spawn_blocking(move || {
             println!("== curl -v against a minted certificate");
             let session = run(Command::new("curl")
@@ -83,29 +90,50 @@ fn main() {
             println!("{}", brief.trim());
 
             println!("\n== new TLS connections per second (openssl s_time -new, {seconds}s, one client, TLS 1.3)");
-            let st = run(Command::new("openssl").args([
-                "s_time",
-                "-connect",
-                &format!("127.0.0.1:{https}"),
-                "-new",
-                "-time",
-                &seconds.to_string(),
-            ]));
+            let mut st = String::new();
+            let per_connection = cpu_per(&mut || {
+                st = run(Command::new("openssl").args([
+                    "s_time",
+                    "-connect",
+                    &format!("127.0.0.1:{https}"),
+                    "-new",
+                    "-time",
+                    &seconds.to_string(),
+                ]));
+                // "N connections in T real seconds": N.
+                st.lines()
+                    .find(|l| l.contains("connections in") && l.contains("real seconds"))
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(f64::NAN)
+            });
             for line in st.lines().filter(|l| l.contains("connections")) {
                 println!("{line}");
             }
+            println!("devingress CPU per new TLS connection: {per_connection:.3} ms");
 
             println!("\n== requests/s, h2load, {seconds}s per row, GET / through devingress to one pod");
-            println!("{:<40} {:>8} {:>8} {:>10} {:>8}  requests", "row", "clients", "streams", "req/s", "vs h2c");
+            println!(
+                "{:<40} {:>8} {:>8} {:>10} {:>8} {:>11}  requests",
+                "row", "clients", "streams", "req/s", "vs h2c", "CPU ms/req"
+            );
             for (clients, streams) in [(1, 1), (32, 10)] {
-                let (base, base_status) = h2load(&format!("http://127.0.0.1:{http}/"), seconds, clients, streams);
-                let (tls, tls_status) = h2load(&format!("https://127.0.0.1:{https}/"), seconds, clients, streams);
+                let (mut base, mut base_status) = (0.0, String::new());
+                let base_cpu = cpu_per(&mut || {
+                    (base, base_status) = h2load(&format!("http://127.0.0.1:{http}/"), seconds, clients, streams);
+                    base * f64::from(seconds)
+                });
+                let (mut tls, mut tls_status) = (0.0, String::new());
+                let tls_cpu = cpu_per(&mut || {
+                    (tls, tls_status) = h2load(&format!("https://127.0.0.1:{https}/"), seconds, clients, streams);
+                    tls * f64::from(seconds)
+                });
                 println!(
-                    "{:<40} {clients:>8} {streams:>8} {base:>10.0} {:>7.2}x  {base_status}",
+                    "{:<40} {clients:>8} {streams:>8} {base:>10.0} {:>7.2}x {base_cpu:>11.4}  {base_status}",
                     "cleartext HTTP/2 (h2c), kept alive", 1.0
                 );
                 println!(
-                    "{:<40} {clients:>8} {streams:>8} {tls:>10.0} {:>7.2}x  {tls_status}",
+                    "{:<40} {clients:>8} {streams:>8} {tls:>10.0} {:>7.2}x {tls_cpu:>11.4}  {tls_status}",
                     "HTTP/2 over TLS, kept alive",
                     tls / base
                 );
