@@ -11,7 +11,9 @@
 //! at 1, 32 and 256 concurrent keep-alive connections, and with clients
 //! that open a new connection per request. It also times the first byte of
 //! fresh client connections to a warm pool. Each devingress row gives the
-//! daemon's CPU time per request next to its requests/s. devingress runs
+//! daemon's CPU time per request next to its requests/s, and every row the
+//! cluster's: this process's (the fake API server and the pod servers; on
+//! the first row the pod server alone). devingress runs
 //! against the fake API server of tests/, which port-forwards to a local
 //! pod server.
 //!
@@ -41,6 +43,9 @@ struct Figures {
     errors: u64,
     /// The daemon's CPU time per request (NaN for the pod server).
     cpu_ms_per_request: f64,
+    /// This process's CPU time per request: the fake API server and the pod
+    /// servers, i.e. what the cluster spends on each request.
+    cluster_ms_per_request: f64,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -74,8 +79,10 @@ fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bo
         cmd.args(["-H", "Connection: close"]);
     }
     let cpu_before = row.pid.map(support::bench::cpu_seconds);
+    let cluster_before = support::bench::cpu_seconds(std::process::id());
     let out = cmd.arg(&row.url).output().expect("wrk is installed (apt-get install wrk)");
     let cpu = row.pid.zip(cpu_before).map(|(pid, before)| support::bench::cpu_seconds(pid) - before);
+    let cluster = support::bench::cpu_seconds(std::process::id()) - cluster_before;
     let text = String::from_utf8_lossy(&out.stdout);
     let pick = |label: &str| {
         text.lines().find(|l| l.trim_start().starts_with(label)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("")
@@ -93,7 +100,14 @@ fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bo
         .sum();
     let requests = rps * f64::from(seconds);
     let cpu_ms_per_request = cpu.map(|s| s * 1000.0 / requests).unwrap_or(f64::NAN);
-    Figures { rps, p50_ms: parse_ms(pick("50%")), p99_ms: parse_ms(pick("99%")), errors, cpu_ms_per_request }
+    Figures {
+        rps,
+        p50_ms: parse_ms(pick("50%")),
+        p99_ms: parse_ms(pick("99%")),
+        errors,
+        cpu_ms_per_request,
+        cluster_ms_per_request: cluster * 1000.0 / requests,
+    }
 }
 
 /// Time to the first response byte of `n` fresh client connections.
@@ -193,8 +207,8 @@ fn main() {
         let table = |rows: [Row; 4], shapes: Vec<(&'static str, u32, bool)>| {
             tokio::task::spawn_blocking(move || {
                 println!(
-                    "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12}",
-                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req"
+                    "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14}",
+                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req", "cluster ms/req"
                 );
                 for (label, conns, fresh) in shapes {
                     // Warm each target's pool for this shape of load.
@@ -204,7 +218,7 @@ fn main() {
                     let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh)).collect();
                     for (row, f) in rows.iter().zip(&figures) {
                         println!(
-                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12}",
+                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4}",
                             row.name,
                             f.rps,
                             f.p50_ms,
@@ -215,7 +229,8 @@ fn main() {
                                 "-".to_string()
                             } else {
                                 format!("{:.4}", f.cpu_ms_per_request)
-                            }
+                            },
+                            f.cluster_ms_per_request
                         );
                     }
                     println!(
