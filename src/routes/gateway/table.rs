@@ -325,15 +325,7 @@ fn certificate(
         return Err(("InvalidCertificateRef", format!("{} is not a Secret", r.name)));
     }
     let ns = r.namespace.clone().unwrap_or_else(|| gw.namespace.clone());
-    let permitted = ns == gw.namespace
-        || grants.iter().filter(|g| g.metadata.namespace.as_deref() == Some(ns.as_str())).any(|g| {
-            g.spec.from.iter().any(|f| f.group == GROUP && f.kind == "Gateway" && f.namespace == gw.namespace)
-                && g.spec
-                    .to
-                    .iter()
-                    .any(|t| t.group.is_empty() && t.kind == "Secret" && t.name.as_deref().is_none_or(|n| n == r.name))
-        });
-    if !permitted {
+    if ns != gw.namespace && !granted(grants, ("Gateway", &gw.namespace), ("Secret", &ns, &r.name)) {
         return Err(("RefNotPermitted", format!("no ReferenceGrant in namespace {ns} allows Secret {ns}/{}", r.name)));
     }
     let host = match l.hostname.as_deref() {
@@ -366,14 +358,17 @@ impl RouteKind {
     }
 }
 
-/// Whether a ReferenceGrant in `to_ns` lets a route of `kind` in `from_ns` use Service `name`.
-fn granted(grants: &[Arc<ReferenceGrant>], kind: RouteKind, from_ns: &str, to_ns: &str, name: &str) -> bool {
+/// Whether a ReferenceGrant in `to_ns` lets objects of `from_kind` (a
+/// Gateway API kind) in `from_ns` refer to the core object `name` of
+/// `to_kind` there: a route's Service backends, a Gateway's Secrets.
+fn granted(grants: &[Arc<ReferenceGrant>], from: (&str, &str), to: (&str, &str, &str)) -> bool {
+    let ((from_kind, from_ns), (to_kind, to_ns, name)) = (from, to);
     grants.iter().filter(|g| g.metadata.namespace.as_deref() == Some(to_ns)).any(|g| {
-        g.spec.from.iter().any(|f| f.group == GROUP && f.kind == kind.name() && f.namespace == from_ns)
+        g.spec.from.iter().any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from_ns)
             && g.spec
                 .to
                 .iter()
-                .any(|t| t.group.is_empty() && t.kind == "Service" && t.name.as_deref().is_none_or(|n| n == name))
+                .any(|t| t.group.is_empty() && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n == name))
     })
 }
 
@@ -989,7 +984,7 @@ fn backend(
         );
     }
     let ns = b.namespace.as_deref().unwrap_or(route_ns);
-    if ns != route_ns && !granted(grants, kind, route_ns, ns, &b.name) {
+    if ns != route_ns && !granted(grants, (kind.name(), route_ns), ("Service", ns, &b.name)) {
         return invalid(
             "RefNotPermitted",
             format!("no ReferenceGrant in namespace {ns} allows Service {ns}/{}", b.name),
