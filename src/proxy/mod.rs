@@ -47,8 +47,6 @@ pub struct Proxy {
     pub upstream: Upstream,
     /// The API server's state, for the "not loaded yet" page.
     pub health: Arc<Health>,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub proto: &'static str,
     /// Which Gateway listeners this listener serves: devingress's HTTP or
     /// HTTPS port (Gateway ports 80 and 443, and every Ingress), or a
     /// listener's port of its own (Gateway routes only).
@@ -189,7 +187,7 @@ fn gateway_redirect(
         return pages::page(StatusCode::INTERNAL_SERVER_ERROR, "A redirect rule without a redirect.", "");
     };
     let origin = Origin {
-        scheme: proxy.proto,
+        scheme: slot.scheme(),
         host,
         listener_port: slot.listener_port(),
         http_port: if slot == Slot::Http { local_port } else { proxy.http_port },
@@ -322,7 +320,7 @@ async fn forward(
         let mut headers = parts.headers;
         let info = ClientInfo {
             ip: peer.ip(),
-            proto: proxy.proto,
+            proto: proxy.slot.scheme(),
             port: local_port,
             host: host_value.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()),
         };

@@ -91,7 +91,7 @@ impl OwnPorts {
                                 "serving Gateway listener{} {} on {}://{}",
                                 if names.len() == 1 { "" } else { "s" },
                                 names.join(", "),
-                                if slot.tls() { "https" } else { "http" },
+                                slot.scheme(),
                                 SocketAddr::new(self.listen, slot.listener_port())
                             );
                         }
@@ -138,7 +138,7 @@ impl OwnPorts {
         };
         let addr = SocketAddr::new(self.listen, port);
         let listener = crate::listen::bind_now(addr).map_err(|e| crate::listen::port_problem(addr, &e).1)?;
-        let proxy = Arc::new(Proxy { proto: if slot.tls() { "https" } else { "http" }, slot, ..(*self.proxy).clone() });
+        let proxy = Arc::new(Proxy { slot, ..(*self.proxy).clone() });
         let (stop, mut stopped) = watch::channel(false);
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;

@@ -70,6 +70,11 @@ impl Slot {
         }
     }
 
+    /// `https` when connections are TLS first, else `http`.
+    pub fn scheme(self) -> &'static str {
+        if self.tls() { "https" } else { "http" }
+    }
+
     /// Whether connections are TLS first.
     pub fn tls(self) -> bool {
         match self {
