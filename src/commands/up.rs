@@ -536,11 +536,14 @@ fn with_runtime_state(
                 l.resolved = Err(("InvalidCertificateRef", format!("Secret {r}: {why}")));
             }
         }
-        if let (Some(slot @ Slot::Port { port, .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
+        if let Some(slot) = l.own_port() {
             match ports.ports.get(&slot) {
                 Some(Ok(())) => {}
                 Some(Err(why)) => l.accepted = Err(("PortUnavailable", why.clone())),
-                None => l.accepted = Err(("Pending", format!("devingress has not bound port {port} yet"))),
+                None => {
+                    let port = slot.listener_port();
+                    l.accepted = Err(("Pending", format!("devingress has not bound port {port} yet")));
+                }
             }
         }
     }

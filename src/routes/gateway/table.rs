@@ -212,6 +212,15 @@ pub struct ListenerReport {
 }
 
 impl ListenerReport {
+    /// The port of its own the listener asks for: a [`Slot::Port`] of an
+    /// accepted listener in no conflict.
+    pub fn own_port(&self) -> Option<Slot> {
+        match (self.slot, &self.accepted, &self.conflicted) {
+            (Some(slot @ Slot::Port { .. }), Ok(()), None) => Some(slot),
+            _ => None,
+        }
+    }
+
     /// Whether the listener is valid: accepted, its references resolved,
     /// and in no conflict.
     pub fn valid(&self) -> bool {
@@ -955,7 +964,7 @@ impl GatewayTable {
         let mut out: BTreeMap<Slot, Vec<(ObjectKey, String)>> = BTreeMap::new();
         for g in self.gateway_reports.iter().filter(|g| g.invalid_parameters.is_none()) {
             for l in &g.listeners {
-                if let (Some(slot @ Slot::Port { .. }), Ok(()), None) = (l.slot, &l.accepted, &l.conflicted) {
+                if let Some(slot) = l.own_port() {
                     out.entry(slot).or_default().push((g.gateway.clone(), l.name.clone()));
                 }
             }
