@@ -363,6 +363,9 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
+    /// Every kind devingress serves.
+    pub const ALL: [RouteKind; 2] = [RouteKind::Http, RouteKind::Grpc];
+
     /// The API kind.
     pub fn name(self) -> &'static str {
         match self {
@@ -479,11 +482,7 @@ impl GatewayTable {
                         table.warnings.push(format!("Gateway {gw_key}: listener {:?} is not served: {why}", l.name));
                     }
                     let supported_kinds = if matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
-                        [RouteKind::Http, RouteKind::Grpc]
-                            .into_iter()
-                            .filter(|k| allows(l, *k))
-                            .map(RouteKind::name)
-                            .collect()
+                        RouteKind::ALL.into_iter().filter(|k| allows(l, *k)).map(RouteKind::name).collect()
                     } else {
                         vec![]
                     };
@@ -514,7 +513,7 @@ impl GatewayTable {
                         .flat_map(|a| a.kinds.iter().flatten())
                         .filter(|k| {
                             k.group.as_deref().is_some_and(|g| g != GROUP)
-                                || !matches!(k.kind.as_str(), "HTTPRoute" | "GRPCRoute")
+                                || !RouteKind::ALL.iter().any(|rk| rk.name() == k.kind)
                         })
                         .map(|k| format!("{}/{}", k.group.as_deref().unwrap_or(GROUP), k.kind))
                         .collect();
