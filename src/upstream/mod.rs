@@ -209,15 +209,28 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(&e) })?;
         let req = head.build(protocol, ep, body);
-        let exchange =
-            |e: hyper::Error| UpstreamError::Exchange { endpoint: ep.to_string(), reason: describe_error(&e) };
-        match checkout.conn {
-            Conn::H1(mut conn) => {
-                let res = conn.send_request(req).await.map_err(exchange)?;
-                self.pool.checkin(key, conn);
-                Ok(res)
-            }
-            Conn::H2(mut conn) => conn.send_request(req).await.map_err(exchange),
-        }
+        let (result, mut ended) = match checkout.conn {
+            Conn::H1(mut conn, ended) => match conn.send_request(req).await {
+                Ok(res) => {
+                    self.pool.checkin(key, conn, ended);
+                    return Ok(res);
+                }
+                Err(e) => (e, ended),
+            },
+            Conn::H2(mut conn, ended) => match conn.send_request(req).await {
+                Ok(res) => return Ok(res),
+                Err(e) => (e, ended),
+            },
+        };
+        // "Connection was not ready": the connection had ended before the
+        // request went out, and its own end says why. (A request cancelled
+        // while queued carries the connection's error as its cause.)
+        use std::error::Error as _;
+        let not_sent = result.is_canceled() && result.source().and_then(|s| s.downcast_ref::<hyper::Error>()).is_none();
+        let reason = match not_sent {
+            true => ended.reason().await.unwrap_or_else(|| describe_error(&result)),
+            false => describe_error(&result),
+        };
+        Err(UpstreamError::Exchange { endpoint: ep.to_string(), reason })
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use super::portforward::{PortForwardError, PortForwardStream, PortForwarder};
 use super::{PoolSettings, UpstreamBody};
@@ -32,9 +32,47 @@ pub struct Key {
 /// A connection checked out of the pool.
 pub enum Conn {
     /// One HTTP/1.1 connection, used by one request at a time.
-    H1(http1::SendRequest<UpstreamBody>),
+    H1(http1::SendRequest<UpstreamBody>, Ended),
     /// A handle on a shared HTTP/2 connection.
-    H2(http2::SendRequest<UpstreamBody>),
+    H2(http2::SendRequest<UpstreamBody>, Ended),
+}
+
+/// Why a connection to a pod ended, once it has. The task that drives the
+/// connection fills it in; a request that failed because the connection
+/// closed before it was sent ("connection was not ready") reads it, so
+/// that the user sees the cause (such as the kubelet's "error forwarding
+/// port 8080 to pod …") rather than hyper's word for the symptom.
+#[derive(Clone)]
+pub struct Ended(watch::Receiver<Option<String>>);
+
+impl Ended {
+    fn new() -> (watch::Sender<Option<String>>, Ended) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Ended(rx))
+    }
+
+    /// What ended the connection, waiting a moment for the task that
+    /// drives it to say (it is ending when a request on it was cancelled).
+    pub async fn reason(&mut self) -> Option<String> {
+        let said = tokio::time::timeout(Duration::from_millis(500), self.0.wait_for(Option::is_some)).await;
+        said.ok()?.ok()?.clone()
+    }
+}
+
+/// Runs a connection to its end and says why it ended.
+async fn drive<F, E>(endpoint: String, conn: F, ended: watch::Sender<Option<String>>)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let reason = match conn.await {
+        Ok(()) => "the connection to the pod closed".to_string(),
+        Err(e) => {
+            tracing::debug!(%endpoint, "upstream connection ended: {e}");
+            crate::kubeclient::describe_error(&e)
+        }
+    };
+    ended.send_replace(Some(reason));
 }
 
 /// A checked-out connection and whether it had been used before.
@@ -65,8 +103,8 @@ pub enum ConnectError {
 
 #[derive(Default)]
 struct Slot {
-    idle: VecDeque<(http1::SendRequest<UpstreamBody>, Instant)>,
-    shared: Option<(http2::SendRequest<UpstreamBody>, Instant)>,
+    idle: VecDeque<(http1::SendRequest<UpstreamBody>, Ended, Instant)>,
+    shared: Option<(http2::SendRequest<UpstreamBody>, Ended, Instant)>,
     warming: usize,
 }
 
@@ -102,18 +140,18 @@ impl Pool {
             match key.protocol {
                 Protocol::Http1 => {
                     let mut found = None;
-                    while let Some((conn, _)) = slot.idle.pop_back() {
+                    while let Some((conn, ended, _)) = slot.idle.pop_back() {
                         if conn.is_ready() {
-                            found = Some(conn);
+                            found = Some(Conn::H1(conn, ended));
                             break;
                         }
                     }
-                    found.map(Conn::H1)
+                    found
                 }
                 Protocol::H2c => match &mut slot.shared {
-                    Some((conn, used)) if !conn.is_closed() => {
+                    Some((conn, ended, used)) if !conn.is_closed() => {
                         *used = Instant::now();
-                        Some(Conn::H2(conn.clone()))
+                        Some(Conn::H2(conn.clone(), ended.clone()))
                     }
                     _ => {
                         slot.shared = None;
@@ -127,10 +165,10 @@ impl Pool {
             return Ok(Checkout { conn, reused: true });
         }
         let conn = self.connect(key).await?;
-        if let Conn::H2(h2) = &conn {
+        if let Conn::H2(h2, ended) = &conn {
             if self.settings.enabled && self.is_live(&key.endpoint) {
                 self.slots.lock().expect("pool lock").entry(key.clone()).or_default().shared =
-                    Some((h2.clone(), Instant::now()));
+                    Some((h2.clone(), ended.clone(), Instant::now()));
             }
         }
         self.top_up(key);
@@ -138,7 +176,7 @@ impl Pool {
     }
 
     /// Gives an HTTP/1.1 connection back once its exchange has finished.
-    pub fn checkin(self: &Arc<Self>, key: Key, mut conn: http1::SendRequest<UpstreamBody>) {
+    pub fn checkin(self: &Arc<Self>, key: Key, mut conn: http1::SendRequest<UpstreamBody>, ended: Ended) {
         if !self.settings.enabled {
             return;
         }
@@ -149,19 +187,19 @@ impl Pool {
                 return;
             }
             if let Some(pool) = pool.upgrade() {
-                pool.put_idle(key, conn);
+                pool.put_idle(key, conn, ended);
             }
         });
     }
 
-    fn put_idle(&self, key: Key, conn: http1::SendRequest<UpstreamBody>) {
+    fn put_idle(&self, key: Key, conn: http1::SendRequest<UpstreamBody>, ended: Ended) {
         if !self.is_live(&key.endpoint) {
             return;
         }
         let mut slots = self.slots.lock().expect("pool lock");
         let slot = slots.entry(key).or_default();
         if slot.idle.len() < self.settings.max_idle_per_endpoint {
-            slot.idle.push_back((conn, Instant::now()));
+            slot.idle.push_back((conn, ended, Instant::now()));
         }
     }
 
@@ -219,8 +257,10 @@ impl Pool {
                 slot.warming = slot.warming.saturating_sub(1);
                 let live = pool.live.lock().expect("pool lock").contains(&key.endpoint);
                 match result {
-                    Ok(Conn::H1(c)) if live => slot.idle.push_back((c, Instant::now())),
-                    Ok(Conn::H2(c)) if live && slot.shared.is_none() => slot.shared = Some((c, Instant::now())),
+                    Ok(Conn::H1(c, ended)) if live => slot.idle.push_back((c, ended, Instant::now())),
+                    Ok(Conn::H2(c, ended)) if live && slot.shared.is_none() => {
+                        slot.shared = Some((c, ended, Instant::now()))
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(endpoint = %key.endpoint, "warming a connection failed: {e}"),
                 }
@@ -240,17 +280,14 @@ impl Pool {
         let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
         let io = self.opener.open(&key.endpoint).await?;
         let endpoint = key.endpoint.to_string();
+        let (said, ended) = Ended::new();
         match key.protocol {
             Protocol::Http1 => {
                 let (send, conn) = http1::handshake(io)
                     .await
                     .map_err(|source| ConnectError::Handshake { endpoint: endpoint.clone(), source })?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.with_upgrades().await {
-                        tracing::debug!(%endpoint, "upstream connection ended: {e}");
-                    }
-                });
-                Ok(Conn::H1(send))
+                tokio::spawn(drive(endpoint, conn.with_upgrades(), said));
+                Ok(Conn::H1(send, ended))
             }
             Protocol::H2c => {
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -259,12 +296,8 @@ impl Pool {
                     .handshake(io)
                     .await
                     .map_err(|source| ConnectError::Handshake { endpoint: endpoint.clone(), source })?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%endpoint, "upstream h2 connection ended: {e}");
-                    }
-                });
-                Ok(Conn::H2(send))
+                tokio::spawn(drive(endpoint, conn, said));
+                Ok(Conn::H2(send, ended))
             }
         }
     }
@@ -277,12 +310,12 @@ impl Pool {
         for slot in slots.values_mut() {
             let keep_from = slot.idle.len().saturating_sub(spares);
             let mut i = 0;
-            slot.idle.retain(|(c, since)| {
+            slot.idle.retain(|(c, _, since)| {
                 let spare = i >= keep_from;
                 i += 1;
                 !c.is_closed() && (spare || now.duration_since(*since) < timeout)
             });
-            if slot.shared.as_ref().is_some_and(|(c, used)| now.duration_since(*used) >= timeout || c.is_closed()) {
+            if slot.shared.as_ref().is_some_and(|(c, _, used)| now.duration_since(*used) >= timeout || c.is_closed()) {
                 slot.shared = None;
             }
         }
