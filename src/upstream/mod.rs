@@ -3,6 +3,7 @@
 
 mod pool;
 mod portforward;
+pub mod spdy;
 
 pub use pool::{Key, Pool};
 pub use portforward::{PortForwardError, PortForwardStream, PortForwarder};
