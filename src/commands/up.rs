@@ -308,7 +308,8 @@ async fn build_tables(watch: Arc<ClusterWatch>, policy: ClassPolicy, table_tx: w
     let changed = watch.changed();
     let mut progress = Progress::default();
     loop {
-        let table = routes::build_with(&watch.snapshot(), &policy);
+        let mut table = routes::build_with(&watch.snapshot(), &policy);
+        table.gateway.continue_from(&table_tx.borrow().gateway);
         progress.report(&table);
         if table_tx.send(Arc::new(table)).is_err() {
             return;

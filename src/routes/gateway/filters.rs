@@ -85,6 +85,15 @@ impl Share {
         }
     }
 
+    /// Takes over `before`'s count of requests when both are the same
+    /// share, so that rebuilding the table (on any change in the cluster)
+    /// does not start the spread again.
+    pub fn continue_from(&mut self, before: &Share) {
+        if (self.numerator, self.denominator) == (before.numerator, before.denominator) {
+            self.seen = before.seen.clone();
+        }
+    }
+
     /// Whether the next request is copied.
     pub fn take(&self) -> bool {
         if self.numerator >= self.denominator {

@@ -286,6 +286,45 @@ pub struct GatewayTable {
     pub tls: Vec<crate::routes::TlsHost>,
 }
 
+impl GatewayTable {
+    /// Every rule, under each host and slot it serves.
+    fn rules_mut(&mut self) -> impl Iterator<Item = &mut GatewayRule> {
+        self.slots.values_mut().flatten().flat_map(|(_, host)| host.rules.iter_mut())
+    }
+
+    /// Carries the request counts of `before`'s `RequestMirror` shares
+    /// over to the same rules here (same route, rule and filter), so that
+    /// a `percent` or `fraction` stays exact across rebuilds of the table.
+    pub fn continue_from(&mut self, before: &GatewayTable) {
+        let mut shares: HashMap<(&ObjectKey, usize, usize), &super::filters::Share> = HashMap::new();
+        for (_, host) in before.slots.values().flatten() {
+            for rule in &host.rules {
+                for (i, f) in rule.filters.iter().enumerate() {
+                    if let Filter::Mirror { share, .. } = f {
+                        shares.insert((&rule.route, rule.rule, i), share);
+                    }
+                }
+            }
+        }
+        if shares.is_empty() {
+            return;
+        }
+        for rule in self.rules_mut() {
+            let mut filters = (*rule.filters).clone();
+            let mut carried = false;
+            for (i, f) in filters.iter_mut().enumerate() {
+                if let (Filter::Mirror { share, .. }, Some(old)) = (f, shares.get(&(&rule.route, rule.rule, i))) {
+                    share.continue_from(old);
+                    carried = true;
+                }
+            }
+            if carried {
+                rule.filters = Arc::new(filters);
+            }
+        }
+    }
+}
+
 /// Whether a namespace with `labels` is chosen by a listener's selector
 /// (every `matchLabels` pair and every `matchExpressions` entry must hold).
 fn selects(
@@ -1211,6 +1250,43 @@ mod tests {
             "the exact host does not fall through to the wildcard"
         );
         assert_eq!(who(&t, Slot::Http, "example.com", "/x"), "-");
+    }
+
+    #[test]
+    fn a_mirror_share_stays_exact_across_rebuilds_of_the_table() {
+        let listeners = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+        let o = objects(
+            json!([gateway("web", "devingress", listeners)]),
+            json!([route(
+                "gw",
+                "r",
+                "2026-01-01T00:00:00Z",
+                json!({"parentRefs": [{"name": "web"}], "hostnames": ["a.test", "b.test"], "rules": [
+                    {"backendRefs": [{"name": "s", "port": 80}],
+                     "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "s", "port": 80}, "percent": 50}}]}]})
+            )]),
+        );
+        let copied = |t: &GatewayTable, host: &str| {
+            let headers = http::HeaderMap::new();
+            let req = RequestParts { path: "/", method: "GET", headers: &headers, query: None };
+            let Some(GatewayAction::Forward(_, rule, _)) = t.route(Slot::Http, host, &req) else { panic!("forwarded") };
+            rule.filters.iter().any(|f| matches!(f, Filter::Mirror { share, .. } if share.take()))
+        };
+        // A table rebuilt after every request (any change in the cluster
+        // does that), across both of the rule's hosts: still every other one.
+        let mut t = build(&o, &[svc("gw", "s")]);
+        let mut seen = Vec::new();
+        for i in 0..10 {
+            seen.push(copied(&t, if i % 3 == 0 { "a.test" } else { "b.test" }));
+            let mut next = build(&o, &[svc("gw", "s")]);
+            next.continue_from(&t);
+            t = next;
+        }
+        assert_eq!(seen.iter().filter(|c| **c).count(), 5, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] != w[1]), "alternating: {seen:?}");
+        // Without carrying the count over, each new table starts the spread again.
+        let fresh: Vec<bool> = (0..4).map(|_| copied(&build(&o, &[svc("gw", "s")]), "a.test")).collect();
+        assert_eq!(fresh, [false; 4]);
     }
 
     #[test]
