@@ -765,6 +765,8 @@ async fn a_service_without_selector_reaches_the_pod_of_a_hand_written_endpoint_b
     c.pod("default", "manual", "manual-0", 8080).await;
     let mut pod = c.api.get(PODS, "default", "manual-0").unwrap();
     pod["status"] = json!({"phase": "Running", "podIP": "10.244.7.7", "podIPs": [{"ip": "10.244.7.7"}]});
+    // Status is a subresource that an update keeps: write the pod anew.
+    c.api.delete(PODS, "default", "manual-0");
     c.api.apply(PODS, pod);
     c.api.apply(
         SERVICES,

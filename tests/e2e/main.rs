@@ -8,6 +8,7 @@ mod gateway;
 mod https;
 mod installers;
 mod kubeconfig;
+mod kubectl;
 mod loadbalancer;
 mod real_cluster;
 mod replay;

@@ -61,7 +61,8 @@ impl TestCluster {
             PODS,
             json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": svc}},
                    "spec": {"containers": [{"name": "app", "image": "fake",
-                            "ports": [{"name": "http", "containerPort": container_port}]}]}}),
+                            "ports": [{"name": "http", "containerPort": container_port}]}]},
+                   "status": {"phase": "Running"}}),
         );
         self.pods.push(server);
     }

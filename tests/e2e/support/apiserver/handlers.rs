@@ -110,11 +110,18 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
     let gateway_api = shared.gateway_api.load(Ordering::Relaxed);
     let ap = parse_path(req.uri().path()).filter(|ap| gateway_api || ap.resource.group != GATEWAY_GROUP);
     let Some(ap) = ap else {
-        // Discovery of a CRD-defined group: only once its CRDs are installed.
-        if let ["apis", group, version] = req.uri().path().trim_matches('/').split('/').collect::<Vec<_>>()[..] {
-            if let Some(doc) = discovery(group, version).filter(|_| gateway_api || group != GATEWAY_GROUP) {
-                return json_response(&shared, StatusCode::OK, &doc);
-            }
+        // Discovery (kubectl's, before it maps `pod/NAME`). A CRD-defined
+        // group only once its CRDs are installed.
+        let doc = match req.uri().path().trim_matches('/').split('/').collect::<Vec<_>>()[..] {
+            ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("")}]})),
+            ["apis"] => Some(super::resources::group_list(gateway_api)),
+            ["api", version] => discovery("", version),
+            ["apis", group, version] => discovery(group, version).filter(|_| gateway_api || group != GATEWAY_GROUP),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            return json_response(&shared, StatusCode::OK, &doc);
         }
         if req.uri().path() == "/version" {
             let v = json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-fake", "gitCommit": "fake",
@@ -147,7 +154,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         ("watch", None) => watch(shared, ap, q),
         ("list", None) => list(&shared, &ap, &q),
         ("get", None) => get(&shared, &ap),
-        ("get", Some("portforward")) if ap.resource.plural == "pods" => {
+        ("get" | "create", Some("portforward")) if ap.resource.plural == "pods" => {
             super::portforward::handle(shared, ap, q, req).await
         }
         ("create", None) => create(&shared, &ap, &q, req).await,
@@ -175,7 +182,10 @@ fn forbidden(shared: &Shared, ap: &ApiPath, verb: &str) -> Option<Response<Body>
         return None;
     }
     let (verb, what) = match ap.subresource.as_deref() {
-        Some("portforward") => ("get", format!("{}/portforward", ap.resource.plural)),
+        // A WebSocket upgrade is a GET; SPDY's is a POST, RBAC's "create".
+        Some("portforward") => {
+            (if verb == "create" { "create" } else { "get" }, format!("{}/portforward", ap.resource.plural))
+        }
         Some(sub) => (verb, format!("{}/{sub}", ap.resource.plural)),
         None => (verb, ap.resource.plural.to_string()),
     };

@@ -6,6 +6,7 @@
 mod handlers;
 mod portforward;
 pub mod resources;
+mod spdy;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,10 @@ pub struct Shared {
     pub upgrading: Mutex<(usize, usize)>,
     /// Whether the Gateway API's CRDs are installed.
     pub gateway_api: std::sync::atomic::AtomicBool,
+    /// Whether port-forward takes SPDY tunnelled in a WebSocket (API
+    /// servers since 1.30/1.31; off, as before, such a request gets the
+    /// v4 protocol or a 400).
+    pub spdy_tunnel: std::sync::atomic::AtomicBool,
     token: String,
     audit: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -103,6 +108,7 @@ impl FakeApiServer {
             upgrade_delay: Mutex::new(std::time::Duration::ZERO),
             upgrading: Mutex::new((0, 0)),
             gateway_api: std::sync::atomic::AtomicBool::new(false),
+            spdy_tunnel: std::sync::atomic::AtomicBool::new(true),
             token: "devingress-test-token".into(),
             audit: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),

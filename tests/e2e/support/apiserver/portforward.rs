@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::
 use super::Shared;
 use super::handlers::{Body, json_answer, status_error};
 use super::resources::{ApiPath, PODS};
+use super::spdy;
 use super::store::{Event, Store};
 use tokio::sync::broadcast;
 
@@ -48,18 +49,31 @@ pub async fn handle(
             }
         }
     };
-    let Some(port) = q.get("ports").and_then(|p| p.split(',').next()).and_then(|p| p.parse::<u16>().ok()) else {
-        return status_error(&shared, 400, "BadRequest", "query parameter \"ports\" is required", None);
+    let offers = |name: &str, wanted: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case(wanted))
     };
-    let offers_v4 = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == "v4.channel.k8s.io");
-    let key_header = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let (Some(ws_key), true) = (key_header, offers_v4) else {
+    let ws_key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let protocol = if offers(header::UPGRADE.as_str(), SPDY) && req.method() == http::Method::POST {
+        if !offers("x-stream-protocol-version", SPDY_PORTFORWARD) {
+            return status_error(&shared, 400, "BadRequest", "unable to upgrade: no common protocol", None);
+        }
+        Protocol::Spdy
+    } else if ws_key.is_some()
+        && offers(header::SEC_WEBSOCKET_PROTOCOL.as_str(), TUNNEL)
+        && shared.spdy_tunnel.load(Ordering::SeqCst)
+    {
+        Protocol::Tunnel
+    } else if ws_key.is_some() && offers(header::SEC_WEBSOCKET_PROTOCOL.as_str(), V4) {
+        let Some(port) = q.get("ports").and_then(|p| p.split(',').next()).and_then(|p| p.parse::<u16>().ok()) else {
+            return status_error(&shared, 400, "BadRequest", "query parameter \"ports\" is required", None);
+        };
+        Protocol::V4(port)
+    } else {
         return status_error(&shared, 400, "BadRequest", "Upgrade request required", None);
     };
     let delay = *shared.upgrade_delay.lock().unwrap();
@@ -74,30 +88,70 @@ pub async fn handle(
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     shared.portforwards.fetch_add(1, Ordering::SeqCst);
-    let backend = shared.backends.lock().unwrap().get(&(ns.clone(), pod.clone(), port)).copied();
     // When the Pod is deleted its container stops, and the kubelet ends the stream.
     let events = shared.store.lock().unwrap().feed.subscribe();
     let session = Session::open(shared.clone(), ns.clone(), pod.clone());
+    let target = {
+        let (shared, ns, pod) = (shared.clone(), ns.clone(), pod.clone());
+        spdy::Target {
+            pod: pod.clone(),
+            uid: uid.clone(),
+            backend: Box::new(move |port| {
+                shared.backends.lock().unwrap().get(&(ns.clone(), pod.clone(), port)).copied()
+            }),
+        }
+    };
     let task = tokio::spawn(async move {
         let _session = session;
         let Ok(upgraded) = on_upgrade.await else { return };
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let io = TokioIo::new(upgraded);
         let gone = pod_deleted(events, ns, pod.clone());
-        serve_stream(ws, backend, &pod, &uid, port, gone).await;
+        match protocol {
+            Protocol::V4(port) => {
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                let backend = (target.backend)(port);
+                serve_stream(ws, backend, &pod, &uid, port, gone).await;
+            }
+            Protocol::Spdy => spdy::serve(io, target, gone).await,
+            Protocol::Tunnel => {
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                spdy::serve(spdy::WsBytes::new(ws), target, gone).await;
+            }
+        }
     });
     shared.track(task.abort_handle());
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(
-            header::SEC_WEBSOCKET_ACCEPT,
-            HeaderValue::from_str(&derive_accept_key(ws_key.as_bytes())).expect("ascii"),
-        )
-        .header(header::SEC_WEBSOCKET_PROTOCOL, "v4.channel.k8s.io")
-        .body(Empty::new().map_err(|n| match n {}).boxed())
-        .expect("response")
+    let answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS).header(header::CONNECTION, "Upgrade");
+    let answer = match (protocol, ws_key) {
+        (Protocol::Spdy, _) => {
+            answer.header(header::UPGRADE, SPDY).header("X-Stream-Protocol-Version", SPDY_PORTFORWARD)
+        }
+        (_, ws_key) => {
+            let accept = derive_accept_key(ws_key.expect("a WebSocket key").as_bytes());
+            let chosen = if matches!(protocol, Protocol::Tunnel) { TUNNEL } else { V4 };
+            answer
+                .header(header::UPGRADE, "websocket")
+                .header(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("ascii"))
+                .header(header::SEC_WEBSOCKET_PROTOCOL, chosen)
+        }
+    };
+    answer.body(Empty::new().map_err(|n| match n {}).boxed()).expect("response")
 }
+
+/// The port-forward protocols the kubelet speaks behind the API server.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// `v4.channel.k8s.io`: one WebSocket per port, the port in the query.
+    V4(u16),
+    /// SPDY/3.1 straight after the HTTP/1.1 upgrade.
+    Spdy,
+    /// SPDY/3.1 in binary WebSocket messages.
+    Tunnel,
+}
+
+const V4: &str = "v4.channel.k8s.io";
+const SPDY: &str = "SPDY/3.1";
+const SPDY_PORTFORWARD: &str = "portforward.k8s.io";
+const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// Counts a session as open from its upgrade until its task ends.
 struct Session {

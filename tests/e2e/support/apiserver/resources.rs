@@ -114,19 +114,53 @@ pub fn discovery(group: &str, version: &str) -> Option<serde_json::Value> {
         .filter(|r| r.group == group && r.version == version)
         .flat_map(|r| {
             let singular = r.kind.to_lowercase();
-            [
-                serde_json::json!({"name": r.plural, "singularName": singular, "namespaced": r.namespaced,
-                    "kind": r.kind, "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
-                    "categories": ["gateway-api"]}),
+            let mut main = serde_json::json!({"name": r.plural, "singularName": singular, "namespaced": r.namespaced,
+                    "kind": r.kind, "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]});
+            if r.group == GATEWAY_GROUP {
+                main["categories"] = serde_json::json!(["gateway-api"]);
+            }
+            let mut all = vec![
+                main,
                 serde_json::json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
                     "kind": r.kind, "verbs": ["get", "patch", "update"]}),
-            ]
+            ];
+            if *r == PODS {
+                all.push(serde_json::json!({"name": "pods/portforward", "singularName": "", "namespaced": true,
+                    "group": "", "version": "v1", "kind": "PodPortForwardOptions", "verbs": ["create", "get"]}));
+            }
+            all
         })
         .collect();
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     (!resources.is_empty()).then(|| {
         serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1",
-                           "groupVersion": format!("{group}/{version}"), "resources": resources})
+                           "groupVersion": group_version, "resources": resources})
     })
+}
+
+/// `GET /apis`: every named group and its versions (the first listed is
+/// preferred). `with_gateway`: whether the Gateway API's CRDs are installed.
+pub fn group_list(with_gateway: bool) -> serde_json::Value {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in ALL.iter().filter(|r| !r.group.is_empty() && (with_gateway || r.group != GATEWAY_GROUP)) {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => groups.push((r.group, vec![r.version])),
+        }
+    }
+    let groups: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|(g, mut versions)| {
+            versions.sort_by_key(|v| *v != "v1");
+            let list: Vec<serde_json::Value> = versions
+                .iter()
+                .map(|v| serde_json::json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            serde_json::json!({"name": g, "versions": list, "preferredVersion": list[0]})
+        })
+        .collect();
+    serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// A request path, taken apart.
