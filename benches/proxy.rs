@@ -7,6 +7,10 @@
 //!   be equal: one routing table serves both);
 //! - through devingress with `--no-pool` (one port-forward per request, the
 //!   naive way),
+//! - through `kubectl port-forward` (the machine's `/usr/bin/kubectl`), in
+//!   each of its protocols: SPDY/3.1 tunnelled in a WebSocket (its
+//!   default) and SPDY/3.1 after an HTTP/1.1 upgrade, both against the same
+//!   fake API server (rows left out when kubectl is not installed),
 //!
 //! at 1, 32 and 256 concurrent keep-alive connections, and with clients
 //! that open a new connection per request. It also times the first byte of
@@ -61,8 +65,9 @@ fn parse_ms(s: &str) -> f64 {
     }
 }
 
-/// One row: its name, the URL, the Host header, and the daemon's pid
+/// One row: its name, the URL, the Host header, and the forwarder's pid
 /// (none for the pod server).
+#[derive(Clone)]
 struct Row {
     name: &'static str,
     url: String,
@@ -78,10 +83,10 @@ fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bo
     if new_connection_per_request {
         cmd.args(["-H", "Connection: close"]);
     }
-    let cpu_before = row.pid.map(support::bench::cpu_seconds);
+    let cpu_before = row.pid.map(support::bench::cpu_seconds_tree);
     let cluster_before = support::bench::cpu_seconds(std::process::id());
     let out = cmd.arg(&row.url).output().expect("wrk is installed (apt-get install wrk)");
-    let cpu = row.pid.zip(cpu_before).map(|(pid, before)| support::bench::cpu_seconds(pid) - before);
+    let cpu = row.pid.zip(cpu_before).map(|(pid, before)| support::bench::cpu_seconds_tree(pid) - before);
     let cluster = support::bench::cpu_seconds(std::process::id()) - cluster_before;
     let text = String::from_utf8_lossy(&out.stdout);
     let pick = |label: &str| {
@@ -173,10 +178,20 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        use support::kubectl::{Mode, PortForward};
+        let kubectl_ws = PortForward::start(&c.kubeconfig, "default", "bandicoot-0", 8080, Mode::WebSocket).await;
+        let kubectl_spdy = PortForward::start(&c.kubeconfig, "default", "bandicoot-0", 8080, Mode::Spdy).await;
+        let kubectl_rows: Vec<Row> = [("kubectl port-forward, WebSocket", &kubectl_ws), ("kubectl port-forward, SPDY", &kubectl_spdy)]
+            .into_iter()
+            .filter_map(|(name, k)| {
+                let k = k.as_ref()?;
+                Some(Row { name, url: format!("http://127.0.0.1:{}/", k.port), host: "bandicoot.example.com", pid: Some(k.pid()) })
+            })
+            .collect();
         let seconds = support::bench::seconds();
         let (pooled_pid, naive_pid) = (Some(pooled.pid()), Some(naive.pid()));
         let rows = move || {
-            [
+            let mut rows = vec![
                 Row {
                     name: "straight to the pod server",
                     url: format!("http://{pod}/"),
@@ -201,10 +216,12 @@ fn main() {
                     host: "bandicoot.example.com",
                     pid: naive_pid,
                 },
-            ]
+            ];
+            rows.extend(kubectl_rows.iter().cloned());
+            rows
         };
         let pooled_port = pooled.port;
-        let table = |rows: [Row; 4], shapes: Vec<(&'static str, u32, bool)>| {
+        let table = |rows: Vec<Row>, shapes: Vec<(&'static str, u32, bool)>| {
             tokio::task::spawn_blocking(move || {
                 println!(
                     "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14}",
@@ -238,6 +255,17 @@ fn main() {
                         "",
                         figures[2].rps / figures[1].rps
                     );
+                    // devingress against each kubectl row: requests/s, and CPU per request.
+                    for (row, k) in rows.iter().zip(&figures).skip(4) {
+                        println!(
+                            "{:<32} {label:<22} devingress is {:.2}x {} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                            "",
+                            figures[1].rps / k.rps,
+                            row.name,
+                            figures[1].cpu_ms_per_request / k.cpu_ms_per_request,
+                            figures[1].cluster_ms_per_request / k.cluster_ms_per_request,
+                        );
+                    }
                     if fresh {
                         println!(
                             "{:<32} {label:<22} pooled is {:.1}x the naive row",

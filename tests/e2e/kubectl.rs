@@ -4,53 +4,13 @@
 //! that keeps the fake kubelet's SPDY side honest, and the baseline of the
 //! proxy benchmark.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 use crate::support::cluster::TestCluster;
-
-const KUBECTL: &str = "/usr/bin/kubectl";
-
-/// `kubectl port-forward pod/NAME :PORT` and the local port it chose.
-pub async fn kubectl_port_forward(c: &TestCluster, pod: &str, port: u16, websockets: bool) -> Option<(Child, u16)> {
-    if !std::path::Path::new(KUBECTL).exists() {
-        eprintln!("skipped: {KUBECTL} is not installed");
-        return None;
-    }
-    let mut child = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(["port-forward", "-n", "default", &format!("pod/{pod}"), &format!(":{port}")])
-        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", if websockets { "true" } else { "false" })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kubectl runs");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-    let line = match line {
-        Ok(Ok(Some(l))) => l,
-        other => {
-            let mut err = String::new();
-            let _ = child.stderr.take().expect("stderr").read_to_string(&mut err).await;
-            panic!("kubectl port-forward printed no port ({other:?}): {err}");
-        }
-    };
-    // "Forwarding from 127.0.0.1:41234 -> 8080"
-    let local = line
-        .strip_prefix("Forwarding from 127.0.0.1:")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected kubectl output: {line}"));
-    // Keep reading its output so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some((child, local))
-}
+use crate::support::kubectl::{Mode, PortForward};
 
 /// One HTTP/1.1 exchange on a new connection: the whole answer.
 async fn exchange(port: u16, request: &[u8]) -> String {
@@ -68,7 +28,9 @@ async fn forwards_through_the_fake(websockets: bool) {
     let mut c = TestCluster::start().await;
     c.service("default", "web", "", 8080, serde_json::json!(8080));
     c.pods("default", "web", "", 8080, 1).await;
-    let Some((_kubectl, port)) = kubectl_port_forward(&c, "web-0", 8080, websockets).await else { return };
+    let mode = if websockets { Mode::WebSocket } else { Mode::Spdy };
+    let Some(kubectl) = PortForward::start(&c.kubeconfig, "default", "web-0", 8080, mode).await else { return };
+    let port = kubectl.port;
 
     // Several connections at once, each its own pair of streams in the one session.
     let answers = futures::future::join_all((0..8).map(|i| {

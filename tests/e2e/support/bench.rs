@@ -24,6 +24,24 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     f.iter().sum::<u64>() as f64 / ticks
 }
 
+/// CPU seconds used so far by `pid` and every process below it (Linux):
+/// a dispatcher such as `/usr/bin/kubectl` may run the real program as its
+/// child, whose time reaches the parent's figures only when it exits.
+pub fn cpu_seconds_tree(pid: u32) -> f64 {
+    let mut total = cpu_seconds(pid);
+    let Ok(dir) = std::fs::read_dir("/proc") else { return total };
+    for entry in dir.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // The parent pid is the second field after the command name.
+        let parent = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent == Some(pid) {
+            total += cpu_seconds_tree(child);
+        }
+    }
+    total
+}
+
 /// The environment a benchmarked daemon runs with: logging as users have it
 /// (`info`), not the tests' `debug`, whose line per request would be
 /// measured too.

@@ -5,5 +5,6 @@ pub mod apiserver;
 pub mod bench;
 pub mod cluster;
 pub mod devingress;
+pub mod kubectl;
 pub mod pods;
 pub mod transcript;
