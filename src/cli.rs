@@ -261,6 +261,11 @@ pub struct PoolArgs {
     /// Port-forward upgrades under way at once, at most.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_upgrades: u16,
+    /// Port-forward protocol: `auto` runs many connections per upgrade
+    /// (SPDY in a WebSocket, as kubectl does; `v4` where the API server
+    /// lacks it), `v4` one WebSocket per connection.
+    #[arg(long, default_value = "auto", value_name = "PROTOCOL", value_parser = ["auto", "v4"])]
+    pub port_forward: String,
 }
 
 impl PoolArgs {
@@ -272,6 +277,10 @@ impl PoolArgs {
             idle_timeout: self.pool_idle_timeout,
             warm_per_endpoint: self.warm_connections,
             max_concurrent_upgrades: usize::from(self.max_concurrent_upgrades),
+            protocol: match self.port_forward.as_str() {
+                "v4" => crate::upstream::PortForwardProtocol::V4,
+                _ => crate::upstream::PortForwardProtocol::Auto,
+            },
         }
     }
 }

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::PortStats;
 use crate::routes::{Backend, LbPortState, PodEndpoint, RouteTable, ServiceKey, Target};
-use crate::upstream::{PortForwardStream, Upstream, UpstreamError};
+use crate::upstream::{Tunnel, Upstream, UpstreamError};
 
 /// The copy buffer of each direction (one port-forward frame at most).
 const BUFFER: usize = 64 * 1024;
@@ -134,7 +134,7 @@ async fn serve(mut client: TcpStream, backend: Option<Arc<Backend>>, upstream: U
 enum Reached {
     /// A pod answered: its first bytes reached the client. Whether the
     /// client has already ended its side.
-    Pod(PodEndpoint, Box<PortForwardStream>, bool),
+    Pod(PodEndpoint, Box<Tunnel>, bool),
     /// The pod ended the connection before sending anything.
     Ended,
 }

@@ -6,7 +6,7 @@ mod portforward;
 pub mod spdy;
 
 pub use pool::{Key, Pool};
-pub use portforward::{PortForwardError, PortForwardStream, PortForwarder};
+pub use portforward::{PortForwardError, PortForwardProtocol, PortForwardStream, PortForwarder, Tunnel};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,8 @@ pub struct PoolSettings {
     pub warm_per_endpoint: usize,
     /// Port-forward upgrades under way at once, at most.
     pub max_concurrent_upgrades: usize,
+    /// The port-forward protocol.
+    pub protocol: PortForwardProtocol,
 }
 
 impl Default for PoolSettings {
@@ -53,6 +55,7 @@ impl Default for PoolSettings {
             idle_timeout: Duration::from_secs(90),
             warm_per_endpoint: 1,
             max_concurrent_upgrades: 16,
+            protocol: PortForwardProtocol::Auto,
         }
     }
 }
@@ -135,7 +138,8 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream that opens port-forwards through `kube`.
     pub fn new(kube: kube::Client, settings: PoolSettings) -> Self {
-        Upstream { pool: Pool::new(PortForwarder::new(kube), settings) }
+        let opener = PortForwarder::new(kube, settings.protocol, settings.max_concurrent_upgrades);
+        Upstream { pool: Pool::new(opener, settings) }
     }
 
     /// The pool, for its figures and for telling it the live endpoints.
@@ -175,7 +179,7 @@ impl Upstream {
         &self,
         backend: &Backend,
         first: PodEndpoint,
-    ) -> Result<(PodEndpoint, PortForwardStream), UpstreamError> {
+    ) -> Result<(PodEndpoint, Tunnel), UpstreamError> {
         let others: Vec<PodEndpoint> = match &backend.target {
             crate::routes::Target::Pods { ready, .. } => ready.iter().filter(|e| **e != first).cloned().collect(),
             _ => Vec::new(),

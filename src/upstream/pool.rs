@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{Semaphore, watch};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::watch;
 
-use super::portforward::{PortForwardError, PortForwardStream, PortForwarder};
+use super::portforward::{PortForwardError, PortForwarder, Tunnel};
 use super::{PoolSettings, UpstreamBody};
 use crate::routes::{PodEndpoint, Protocol};
 
@@ -115,19 +115,13 @@ pub struct Pool {
     slots: Mutex<HashMap<Key, Slot>>,
     /// Endpoints currently in the routing table; connections to others are not kept.
     live: Mutex<HashSet<PodEndpoint>>,
-    upgrades: Semaphore,
 }
 
 impl Pool {
     /// A pool opening connections with `opener`. Starts its idle reaper.
     pub fn new(opener: PortForwarder, settings: PoolSettings) -> Arc<Self> {
-        let pool = Arc::new(Pool {
-            opener,
-            upgrades: Semaphore::new(settings.max_concurrent_upgrades.max(1)),
-            settings,
-            slots: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashSet::new()),
-        });
+        let pool =
+            Arc::new(Pool { opener, settings, slots: Mutex::new(HashMap::new()), live: Mutex::new(HashSet::new()) });
         tokio::spawn(reap(Arc::downgrade(&pool)));
         pool
     }
@@ -212,6 +206,7 @@ impl Pool {
     /// each new one gets a warm connection.
     pub fn set_live(self: &Arc<Self>, keys: &[Key]) {
         let endpoints: HashSet<PodEndpoint> = keys.iter().map(|k| k.endpoint.clone()).collect();
+        self.opener.keep_pods(&endpoints.iter().map(|e| (e.namespace.clone(), e.pod.clone())).collect());
         *self.live.lock().expect("pool lock") = endpoints.clone();
         let closed: usize = {
             let mut slots = self.slots.lock().expect("pool lock");
@@ -270,15 +265,13 @@ impl Pool {
 
     /// Opens a port-forward to `ep` as a plain byte stream (for raw TCP),
     /// under the same cap on concurrent upgrades as pooled connections.
-    pub async fn open_stream(&self, ep: &PodEndpoint) -> Result<PortForwardStream, PortForwardError> {
-        let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
-        Ok(self.opener.open(ep).await?.into_inner())
+    pub async fn open_stream(&self, ep: &PodEndpoint) -> Result<Tunnel, PortForwardError> {
+        self.opener.open(ep).await
     }
 
     /// Opens a port-forward and runs the HTTP handshake over it.
     async fn connect(&self, key: &Key) -> Result<Conn, ConnectError> {
-        let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
-        let io = self.opener.open(&key.endpoint).await?;
+        let io = TokioIo::new(self.opener.open(&key.endpoint).await?);
         let endpoint = key.endpoint.to_string();
         let (said, ended) = Ended::new();
         match key.protocol {

@@ -1,27 +1,23 @@
-//! Pod port-forward through the API server, as a byte stream that the
-//! upstream pool runs HTTP over.
+//! Pod port-forward through the API server, as byte streams that the
+//! upstream pool runs HTTP over and the load balancer copies TCP over.
 //!
-//! Why the `v4.channel.k8s.io` WebSocket protocol (one WebSocket, and so
-//! one TCP connection to the pod, per upgrade) rather than one with many
-//! streams per upgrade (`v2.portforward.k8s.io`, SPDY tunnelled in
-//! WebSocket): the measured cost of an upgrade is ~10 ms and ~2 ms of API
-//! server CPU, while a request on an open stream costs ~25 µs. A pool of
-//! keep-alive HTTP/1.1 connections, each on its own port-forward, pays the
-//! upgrade once per connection and then runs at stream speed, which is what
-//! many-streams-per-upgrade would buy too, without a second protocol to keep
-//! faithful (the SPDY variant needs a newer kubelet, and the only Rust
-//! implementation is GPL-3.0). An HTTP/2 (h2c) backend multiplexes all its
-//! requests over one such stream.
+//! Two protocols. The default is SPDY/3.1 tunnelled in a WebSocket
+//! (`SPDY/3.1+portforward.k8s.io`, KEP-4006, on by default since
+//! Kubernetes 1.31), as kubectl speaks it: one upgrade per pod carries
+//! many connections, each a pair of streams ([`super::spdy`]). Fewer
+//! tunnels cost the API server and the kubelet less per request when many
+//! connections are open (see the README's benchmark). An API server that
+//! turns that subprotocol down gets `v4.channel.k8s.io`: one WebSocket,
+//! and so one upgrade, per connection. devingress says so once.
 //!
-//! The upgrade request is the one `Api::<Pod>::portforward` sends, sent
-//! through the kube client; the WebSocket handshake around it is ours
-//! rather than `Client::connect`'s so that the WebSocket gets a read buffer
-//! sized for this traffic ([`ws_config`]). The v4 framing on top is ours
-//! too: kube-rs's `Portforwarder` moves every chunk through a background
-//! task, two channels and a duplex pipe, and sends at most 4 KiB per frame,
-//! which measured at ~35 MB/s for uploads; [`PortForwardStream`] reads and
-//! writes frames directly, in the task that uses the stream, up to 64 KiB a
-//! frame.
+//! The upgrade request is built here and sent through the kube client;
+//! the WebSocket handshake around it is ours rather than
+//! `Client::connect`'s so that the WebSocket gets a read buffer sized for
+//! this traffic ([`ws_config`]). The v4 framing on top is ours too:
+//! kube-rs's `Portforwarder` moves every chunk through a background task,
+//! two channels and a duplex pipe, and sends at most 4 KiB per frame, which
+//! measured at ~35 MB/s for uploads; [`PortForwardStream`] reads and writes
+//! frames directly, in the task that uses the stream, up to 64 KiB a frame.
 
 use std::io;
 use std::pin::Pin;
@@ -37,7 +33,18 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Semaphore;
+
+use super::spdy::{Session, SpdyStream, TUNNEL_PROTOCOL, WsBytes};
 use crate::routes::PodEndpoint;
+
+/// Connections one SPDY session carries before another is opened to the
+/// same pod (measured: see the README's benchmark).
+const STREAMS_PER_SESSION: usize = 64;
 
 /// The largest payload written in one frame.
 const MAX_FRAME: usize = 64 * 1024;
@@ -63,36 +70,135 @@ pub enum PortForwardError {
         #[source]
         source: kube::Error,
     },
+    /// A new SPDY session ended before its first stream opened.
+    #[error("port-forward to pod {endpoint} failed: {source}")]
+    Session {
+        /// The pod endpoint.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: super::spdy::SessionError,
+    },
 }
+
+/// Which port-forward protocol a connection runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortForwardProtocol {
+    /// SPDY/3.1 in a WebSocket, many connections per upgrade; `v4` when
+    /// the API server turns it down.
+    Auto,
+    /// `v4.channel.k8s.io` only: one WebSocket per connection.
+    V4,
+}
+
+/// The SPDY sessions open to one pod.
+type PodSessions = Arc<tokio::sync::Mutex<Vec<Session>>>;
 
 /// Opens port-forward streams with one kube client. Cheap to clone.
 #[derive(Clone)]
 pub struct PortForwarder {
     client: Client,
+    /// Still trying SPDY in a WebSocket (cleared when the API server turns it down).
+    spdy: Arc<AtomicBool>,
+    /// SPDY sessions by `(namespace, pod)`.
+    sessions: Arc<std::sync::Mutex<HashMap<(String, String), PodSessions>>>,
+    /// Caps the upgrades under way at once.
+    upgrades: Arc<Semaphore>,
 }
 
 impl PortForwarder {
-    /// An opener that uses `client`.
-    pub fn new(client: Client) -> Self {
-        PortForwarder { client }
+    /// An opener that uses `client`, with at most `max_upgrades` upgrades
+    /// under way at once.
+    pub fn new(client: Client, protocol: PortForwardProtocol, max_upgrades: usize) -> Self {
+        PortForwarder {
+            client,
+            spdy: Arc::new(AtomicBool::new(protocol == PortForwardProtocol::Auto)),
+            sessions: Arc::default(),
+            upgrades: Arc::new(Semaphore::new(max_upgrades.max(1))),
+        }
     }
 
-    /// Opens one port-forward session to the pod's port.
-    pub async fn open(&self, ep: &PodEndpoint) -> Result<TokioIo<PortForwardStream>, PortForwardError> {
+    /// Opens one connection to the pod's port: a stream pair in a SPDY
+    /// session to the pod (opening the session when there is none with
+    /// room), or a `v4` WebSocket of its own.
+    pub async fn open(&self, ep: &PodEndpoint) -> Result<Tunnel, PortForwardError> {
+        if self.spdy.load(Ordering::Relaxed) {
+            match self.open_spdy(ep).await {
+                Ok(stream) => return Ok(Tunnel::Spdy(stream)),
+                Err(Spdy::Failed(e)) => return Err(e),
+                Err(Spdy::Unsupported(why)) => {
+                    if self.spdy.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            "the API server does not take port-forward over SPDY in a WebSocket ({why}; it needs \
+                             Kubernetes 1.31 or later): using one WebSocket per connection (v4.channel.k8s.io)"
+                        );
+                    }
+                }
+            }
+        }
         let req = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", ep.namespace))
             .portforward(&ep.pod, &[ep.port])
             .map_err(|source| PortForwardError::Request { endpoint: ep.to_string(), source })?;
-        let ws =
-            self.upgrade(req).await.map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?;
+        let ws = {
+            let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
+            self.upgrade(req, V4).await.map_err(|source| PortForwardError::Open { endpoint: ep.to_string(), source })?
+        };
         tracing::debug!(endpoint = %ep, "port-forward opened");
-        Ok(TokioIo::new(PortForwardStream::new(ws)))
+        Ok(Tunnel::V4(Box::new(PortForwardStream::new(ws))))
     }
 
-    /// Sends `req` as a WebSocket upgrade offering `v4.channel.k8s.io`, and
-    /// checks the answer as RFC 6455 says: 101, the accept key, the
-    /// protocol. An error answer becomes the API's `Status`, as the kube
-    /// client reports it.
-    async fn upgrade(&self, req: http::Request<Vec<u8>>) -> Result<WebSocketStream<TokioIo<Upgraded>>, kube::Error> {
+    /// A stream pair in a SPDY session to the pod.
+    async fn open_spdy(&self, ep: &PodEndpoint) -> Result<SpdyStream, Spdy> {
+        let pod = {
+            let mut all = self.sessions.lock().expect("sessions lock");
+            all.entry((ep.namespace.clone(), ep.pod.clone())).or_default().clone()
+        };
+        // One opener at a time per pod: the others then share its session.
+        let mut sessions = pod.lock().await;
+        if !self.spdy.load(Ordering::Relaxed) {
+            return Err(Spdy::Unsupported("turned down before".into()));
+        }
+        sessions.retain(Session::is_usable);
+        let roomiest = sessions.iter().filter(|s| s.streams() < STREAMS_PER_SESSION).min_by_key(|s| s.streams());
+        if let Some(stream) = roomiest.and_then(|s| s.open(ep.port).ok()) {
+            return Ok(stream);
+        }
+        let path = format!("/api/v1/namespaces/{}/pods/{}/portforward", ep.namespace, ep.pod);
+        let req = http::Request::get(path).body(Vec::new()).expect("a valid request");
+        let ws = {
+            let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
+            self.upgrade(req, TUNNEL_PROTOCOL).await
+        };
+        let ws = ws.map_err(|source| match &source {
+            kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::SecWebSocketProtocolMismatch) => {
+                Spdy::Unsupported("the upgrade chose another subprotocol".into())
+            }
+            kube::Error::Api(status) if status.code == 400 => Spdy::Unsupported(status.message.clone()),
+            _ => Spdy::Failed(PortForwardError::Open { endpoint: ep.to_string(), source }),
+        })?;
+        tracing::debug!(pod = %format!("{}/{}", ep.namespace, ep.pod), "port-forward session opened");
+        let session = Session::start(WsBytes::new(ws), format!("{}/{}", ep.namespace, ep.pod));
+        let stream = session
+            .open(ep.port)
+            .map_err(|e| Spdy::Failed(PortForwardError::Session { endpoint: ep.to_string(), source: e }))?;
+        sessions.push(session);
+        Ok(stream)
+    }
+
+    /// Lets go of the SPDY sessions to pods not in `live` (they end once
+    /// their open connections close).
+    pub fn keep_pods(&self, live: &std::collections::HashSet<(String, String)>) {
+        self.sessions.lock().expect("sessions lock").retain(|pod, _| live.contains(pod));
+    }
+
+    /// Sends `req` as a WebSocket upgrade offering `protocol`, and checks
+    /// the answer as RFC 6455 says: 101, the accept key, the protocol. An
+    /// error answer becomes the API's `Status`, as the kube client reports it.
+    async fn upgrade(
+        &self,
+        req: http::Request<Vec<u8>>,
+        protocol: &'static str,
+    ) -> Result<WebSocketStream<TokioIo<Upgraded>>, kube::Error> {
         use http::header::{self, HeaderValue};
         use http_body_util::BodyExt;
         use kube::client::UpgradeConnectionError as Upgrade;
@@ -103,7 +209,7 @@ impl PortForwarder {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).expect("a base64 key"));
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(V4));
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
         let res = self.client.send(http::Request::from_parts(parts, kube::client::Body::from(body))).await?;
         let code = res.status();
         if code != http::StatusCode::SWITCHING_PROTOCOLS {
@@ -118,7 +224,7 @@ impl PortForwarder {
         if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
             return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketAcceptKeyMismatch));
         }
-        if res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(HeaderValue::as_bytes) != Some(V4.as_bytes()) {
+        if res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(HeaderValue::as_bytes) != Some(protocol.as_bytes()) {
             return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketProtocolMismatch));
         }
         let upgraded =
@@ -127,8 +233,56 @@ impl PortForwarder {
     }
 }
 
-/// The WebSocket subprotocol of the port-forward.
+/// The WebSocket subprotocol of one connection per upgrade.
 const V4: &str = "v4.channel.k8s.io";
+
+/// Why a SPDY stream could not be had.
+enum Spdy {
+    /// The API server does not take SPDY in a WebSocket: use v4.
+    Unsupported(String),
+    /// Anything else: the pod is gone, access is denied, the server is down.
+    Failed(PortForwardError),
+}
+
+/// One connection to a pod's port, on either protocol.
+pub enum Tunnel {
+    /// A `v4.channel.k8s.io` WebSocket of its own.
+    V4(Box<PortForwardStream>),
+    /// A stream pair in a shared SPDY session.
+    Spdy(SpdyStream),
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::V4(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Tunnel::Spdy(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Tunnel::V4(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Tunnel::Spdy(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::V4(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Tunnel::Spdy(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::V4(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Tunnel::Spdy(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The WebSocket settings of a port-forward. tungstenite fills its read
 /// buffer with zeros up to `read_buffer_size` before every read; at its

@@ -496,13 +496,59 @@ async fn five_hundred_slow_clients_do_not_starve_a_normal_request() {
 }
 
 #[tokio::test]
+async fn one_upgrade_per_pod_carries_a_burst_of_connections() {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 2).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    c.api.set_upgrade_delay(Duration::from_millis(50));
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "web.example.com").await);
+    // 40 requests at once, each on a connection of its own to one of two pods.
+    let burst: Vec<_> = (0..40).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();
+    let mut pods = BTreeSet::new();
+    for r in burst {
+        let a = r.await.unwrap();
+        assert_eq!(a.status, 200);
+        pods.insert(a.pod().unwrap());
+    }
+    assert_eq!(pods, BTreeSet::from(["web-0".to_string(), "web-1".to_string()]));
+    // Each pod's connections share one SPDY session: one upgrade per pod,
+    // without a `ports` query, as kubectl sends it.
+    let upgrades: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/portforward")).collect();
+    assert_eq!(upgrades.len(), 2, "{upgrades:?}");
+    assert!(upgrades.iter().all(|u| u.starts_with("GET ") && !u.contains("ports=")), "{upgrades:?}");
+}
+
+#[tokio::test]
+async fn an_api_server_without_spdy_in_a_websocket_gets_v4_and_a_note_once() {
+    let mut c = TestCluster::start().await;
+    c.api.shared.spdy_tunnel.store(false, Ordering::SeqCst);
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "web.example.com").await, "{}", d.log());
+    let burst: Vec<_> = (0..10).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap().status, 200);
+    }
+    let log = d.log();
+    assert_eq!(log.matches("does not take port-forward over SPDY in a WebSocket").count(), 1, "{log}");
+    assert!(log.contains("using one WebSocket per connection (v4.channel.k8s.io)"), "{log}");
+    let upgrades: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/portforward")).collect();
+    assert!(upgrades.iter().skip(1).all(|u| u.contains("ports=8080")), "after the first, v4 only: {upgrades:?}");
+}
+
+#[tokio::test]
 async fn a_burst_never_has_more_upgrades_under_way_than_the_cap() {
     let mut c = TestCluster::start().await;
     c.service("default", "web", "", 8080, json!(8080));
     c.pods("default", "web", "", 8080, 2).await;
     ingress_to(&c, "web", "web.example.com", "web");
     c.api.set_upgrade_delay(Duration::from_millis(50));
-    let d = Devingress::up(&c.kubeconfig, &["--max-concurrent-upgrades", "3"]).await;
+    // One WebSocket per connection, so that the burst needs many upgrades.
+    let d = Devingress::up(&c.kubeconfig, &["--max-concurrent-upgrades", "3", "--port-forward", "v4"]).await;
     assert!(routed(&d, "web.example.com").await);
     // 40 requests at once need many new connections.
     let burst: Vec<_> = (0..40).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();

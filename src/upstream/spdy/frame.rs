@@ -257,17 +257,21 @@ impl Codec {
         }))
     }
 
+    /// Appends a data frame carrying `data` to `out`, without a [`Frame`]
+    /// in between (the hot path: one copy, into the output buffer).
+    pub fn encode_data(stream: u32, fin: bool, data: &[u8], out: &mut BytesMut) {
+        assert!(data.len() <= MAX_FRAME_LEN, "data frame too long");
+        out.reserve(8 + data.len());
+        out.put_u32(stream & 0x7fff_ffff);
+        put_flags_len(out, u8::from(fin) * FLAG_FIN, data.len());
+        out.put_slice(data);
+    }
+
     /// Appends `frame` to `out`. Data longer than a frame can carry is the
     /// caller's to split ([`MAX_FRAME_LEN`]).
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) {
         match frame {
-            Frame::Data { stream, fin, data } => {
-                assert!(data.len() <= MAX_FRAME_LEN, "data frame too long");
-                out.reserve(8 + data.len());
-                out.put_u32(stream & 0x7fff_ffff);
-                put_flags_len(out, u8::from(*fin) * FLAG_FIN, data.len());
-                out.put_slice(data);
-            }
+            Frame::Data { stream, fin, data } => Self::encode_data(*stream, *fin, data, out),
             Frame::SynStream { stream, associated, priority, fin, unidirectional, headers } => {
                 let mut body = Vec::with_capacity(64);
                 body.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());

@@ -6,6 +6,10 @@
 mod dictionary;
 mod frame;
 mod header_block;
+mod session;
+mod tunnel;
 
 pub use frame::{Codec, Frame, FrameError, MAX_FRAME_LEN, rst, setting};
 pub use header_block::Headers;
+pub use session::{Session, SessionError, SpdyStream, Transport};
+pub use tunnel::{TUNNEL_PROTOCOL, WsBytes};

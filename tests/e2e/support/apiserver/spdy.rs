@@ -16,17 +16,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+pub use devingress::upstream::spdy::WsBytes;
 use devingress::upstream::spdy::{Codec, Frame, MAX_FRAME_LEN, rst};
-use futures::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 /// What the session forwards to.
 pub struct Target {
@@ -227,65 +223,4 @@ async fn forward(
     }
     let _ = out.send(Frame::Data { stream: data, fin: true, data: Bytes::new() }).await;
     let _ = out.send(Frame::Data { stream: error, fin: true, data: Bytes::new() }).await;
-}
-
-/// A WebSocket's binary messages as a byte stream: how the SPDY tunnel
-/// carries its bytes (message boundaries mean nothing).
-pub struct WsBytes<S> {
-    ws: WebSocketStream<S>,
-    pending: Bytes,
-}
-
-impl<S> WsBytes<S> {
-    pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsBytes { ws, pending: Bytes::new() }
-    }
-}
-
-fn ws_io(e: tungstenite::Error) -> io::Error {
-    match e {
-        tungstenite::Error::Io(e) => e,
-        other => io::Error::other(other),
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending.split_to(n));
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
-                Some(Ok(Message::Binary(b))) => this.pending = b,
-                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Poll::Ready(Err(ws_io(e))),
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        ready!(Pin::new(&mut this.ws).poll_ready(cx)).map_err(ws_io)?;
-        Pin::new(&mut this.ws).start_send(Message::binary(buf.to_vec())).map_err(ws_io)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().ws).poll_flush(cx).map_err(ws_io)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match ready!(Pin::new(&mut self.get_mut().ws).poll_close(cx)) {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Poll::Ready(Ok(()))
-            }
-            Err(e) => Poll::Ready(Err(ws_io(e))),
-        }
-    }
 }
