@@ -7,6 +7,8 @@
 //!   be equal: one routing table serves both);
 //! - through devingress with `--no-pool` (one port-forward per request, the
 //!   naive way),
+//! - through devingress with `--port-forward v4` (pooled, but one WebSocket
+//!   upgrade per connection instead of SPDY streams in one per pod),
 //! - through `kubectl port-forward` (the machine's `/usr/bin/kubectl`), in
 //!   each of its protocols: SPDY/3.1 tunnelled in a WebSocket (its
 //!   default) and SPDY/3.1 after an HTTP/1.1 upgrade, both against the same
@@ -21,7 +23,8 @@
 //! against the fake API server of tests/, which port-forwards to a local
 //! pod server.
 //!
-//! Run: `cargo bench --bench proxy` (`BENCH_SECONDS` sets each row's length).
+//! Run: `cargo bench --bench proxy` (`BENCH_SECONDS` sets each row's length;
+//! `BENCH_SHAPES=1,256` runs only the shapes with those client counts).
 
 #[path = "../tests/e2e/support/mod.rs"]
 mod support;
@@ -169,8 +172,23 @@ fn main() {
             ],
         )
         .await;
-        for (d, host) in [(&pooled, "bandicoot.example.com"), (&pooled, ROUTE_HOST), (&naive, "bandicoot.example.com")]
-        {
+        let v4_run = c.kubeconfig.with_file_name("run-v4");
+        let v4 = Devingress::up_with_env(
+            &c.kubeconfig,
+            &["--port-forward", "v4"],
+            &[
+                ("DEVINGRESS_RUNTIME_DIR", v4_run.as_os_str()),
+                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
+                support::bench::as_users()[0],
+            ],
+        )
+        .await;
+        for (d, host) in [
+            (&pooled, "bandicoot.example.com"),
+            (&pooled, ROUTE_HOST),
+            (&naive, "bandicoot.example.com"),
+            (&v4, "bandicoot.example.com"),
+        ] {
             for _ in 0..500 {
                 if get(d.port, host, "/").await.pod().as_deref() == Some("bandicoot-0") {
                     break;
@@ -189,7 +207,7 @@ fn main() {
             })
             .collect();
         let seconds = support::bench::seconds();
-        let (pooled_pid, naive_pid) = (Some(pooled.pid()), Some(naive.pid()));
+        let (pooled_pid, naive_pid, v4_pid) = (Some(pooled.pid()), Some(naive.pid()), Some(v4.pid()));
         let rows = move || {
             let mut rows = vec![
                 Row {
@@ -216,6 +234,12 @@ fn main() {
                     host: "bandicoot.example.com",
                     pid: naive_pid,
                 },
+                Row {
+                    name: "devingress, pooled, v4 (1 upgrade/conn)",
+                    url: format!("http://127.0.0.1:{}/", v4.port),
+                    host: "bandicoot.example.com",
+                    pid: v4_pid,
+                },
             ];
             rows.extend(kubectl_rows.iter().cloned());
             rows
@@ -224,10 +248,17 @@ fn main() {
         let table = |rows: Vec<Row>, shapes: Vec<(&'static str, u32, bool)>| {
             tokio::task::spawn_blocking(move || {
                 println!(
-                    "{:<32} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14}",
+                    "{:<40} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14}",
                     "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req", "cluster ms/req"
                 );
+                // `BENCH_SHAPES=1,32` runs only the shapes whose client count is listed.
+                let only: Option<Vec<u32>> = std::env::var("BENCH_SHAPES")
+                    .ok()
+                    .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect());
                 for (label, conns, fresh) in shapes {
+                    if only.as_ref().is_some_and(|o| !o.contains(&conns)) {
+                        continue;
+                    }
                     // Warm each target's pool for this shape of load.
                     for row in &rows[1..] {
                         wrk(row, conns, 1, fresh);
@@ -235,7 +266,7 @@ fn main() {
                     let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh)).collect();
                     for (row, f) in rows.iter().zip(&figures) {
                         println!(
-                            "{:<32} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4}",
+                            "{:<40} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4}",
                             row.name,
                             f.rps,
                             f.p50_ms,
@@ -251,14 +282,21 @@ fn main() {
                         );
                     }
                     println!(
-                        "{:<32} {label:<22} HTTPRoute is {:.2}x the Ingress row",
+                        "{:<40} {label:<22} HTTPRoute is {:.2}x the Ingress row",
                         "",
                         figures[2].rps / figures[1].rps
                     );
                     // devingress against each kubectl row: requests/s, and CPU per request.
-                    for (row, k) in rows.iter().zip(&figures).skip(4) {
+                    println!(
+                        "{:<40} {label:<22} SPDY streams are {:.2}x the v4 row in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                        "",
+                        figures[1].rps / figures[4].rps,
+                        figures[1].cpu_ms_per_request / figures[4].cpu_ms_per_request,
+                        figures[1].cluster_ms_per_request / figures[4].cluster_ms_per_request,
+                    );
+                    for (row, k) in rows.iter().zip(&figures).skip(5) {
                         println!(
-                            "{:<32} {label:<22} devingress is {:.2}x {} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                            "{:<40} {label:<22} devingress is {:.2}x {} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
                             "",
                             figures[1].rps / k.rps,
                             row.name,
@@ -268,13 +306,13 @@ fn main() {
                     }
                     if fresh {
                         println!(
-                            "{:<32} {label:<22} pooled is {:.1}x the naive row",
+                            "{:<40} {label:<22} pooled is {:.1}x the naive row",
                             "",
                             figures[1].rps / figures[3].rps
                         );
                     } else if conns == 1 {
                         println!(
-                            "{:<32} {label:<22} p50 added by devingress: {:.3} ms",
+                            "{:<40} {label:<22} p50 added by devingress: {:.3} ms",
                             "",
                             figures[1].p50_ms - figures[0].p50_ms
                         );

@@ -138,7 +138,7 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream that opens port-forwards through `kube`.
     pub fn new(kube: kube::Client, settings: PoolSettings) -> Self {
-        let opener = PortForwarder::new(kube, settings.protocol, settings.max_concurrent_upgrades);
+        let opener = PortForwarder::new(kube, &settings);
         Upstream { pool: Pool::new(opener, settings) }
     }
 

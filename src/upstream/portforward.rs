@@ -104,17 +104,21 @@ pub struct PortForwarder {
     sessions: Arc<std::sync::Mutex<HashMap<(String, String), PodSessions>>>,
     /// Caps the upgrades under way at once.
     upgrades: Arc<Semaphore>,
+    /// Share SPDY sessions between connections (off with `--no-pool`:
+    /// every connection then pays an upgrade of its own).
+    share: bool,
 }
 
 impl PortForwarder {
     /// An opener that uses `client`, with at most `max_upgrades` upgrades
     /// under way at once.
-    pub fn new(client: Client, protocol: PortForwardProtocol, max_upgrades: usize) -> Self {
+    pub fn new(client: Client, settings: &super::PoolSettings) -> Self {
         PortForwarder {
             client,
-            spdy: Arc::new(AtomicBool::new(protocol == PortForwardProtocol::Auto)),
+            spdy: Arc::new(AtomicBool::new(settings.protocol == PortForwardProtocol::Auto)),
             sessions: Arc::default(),
-            upgrades: Arc::new(Semaphore::new(max_upgrades.max(1))),
+            upgrades: Arc::new(Semaphore::new(settings.max_concurrent_upgrades.max(1))),
+            share: settings.enabled,
         }
     }
 
@@ -159,8 +163,10 @@ impl PortForwarder {
             return Err(Spdy::Unsupported("turned down before".into()));
         }
         sessions.retain(Session::is_usable);
-        let roomiest = sessions.iter().filter(|s| s.streams() < STREAMS_PER_SESSION).min_by_key(|s| s.streams());
-        if let Some(stream) = roomiest.and_then(|s| s.open(ep.port).ok()) {
+        let per: usize =
+            std::env::var("DEVINGRESS_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(STREAMS_PER_SESSION);
+        let roomiest = sessions.iter().filter(|s| s.streams() < per).min_by_key(|s| s.streams());
+        if let Some(stream) = roomiest.filter(|_| self.share).and_then(|s| s.open(ep.port).ok()) {
             return Ok(stream);
         }
         let path = format!("/api/v1/namespaces/{}/pods/{}/portforward", ep.namespace, ep.pod);
@@ -181,7 +187,9 @@ impl PortForwarder {
         let stream = session
             .open(ep.port)
             .map_err(|e| Spdy::Failed(PortForwardError::Session { endpoint: ep.to_string(), source: e }))?;
-        sessions.push(session);
+        if self.share {
+            sessions.push(session);
+        }
         Ok(stream)
     }
 
