@@ -163,9 +163,7 @@ impl PortForwarder {
             return Err(Spdy::Unsupported("turned down before".into()));
         }
         sessions.retain(Session::is_usable);
-        let per: usize =
-            std::env::var("DEVINGRESS_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(STREAMS_PER_SESSION);
-        let roomiest = sessions.iter().filter(|s| s.streams() < per).min_by_key(|s| s.streams());
+        let roomiest = sessions.iter().filter(|s| s.streams() < STREAMS_PER_SESSION).min_by_key(|s| s.streams());
         if let Some(stream) = roomiest.filter(|_| self.share).and_then(|s| s.open(ep.port).ok()) {
             return Ok(stream);
         }
