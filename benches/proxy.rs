@@ -53,6 +53,9 @@ struct Figures {
     /// This process's CPU time per request: the fake API server and the pod
     /// servers, i.e. what the cluster spends on each request.
     cluster_ms_per_request: f64,
+    /// Port-forwards the API server opened during the row: upgrades plus
+    /// connections inside SPDY sessions (churn shows here).
+    tunnels: usize,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -78,7 +81,14 @@ struct Row {
     pid: Option<u32>,
 }
 
-fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bool) -> Figures {
+fn wrk(
+    row: &Row,
+    connections: u32,
+    seconds: u32,
+    new_connection_per_request: bool,
+    tunnels: &dyn Fn() -> usize,
+) -> Figures {
+    let tunnels_before = tunnels();
     let threads = connections.clamp(1, 2).to_string();
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"])
@@ -115,6 +125,7 @@ fn wrk(row: &Row, connections: u32, seconds: u32, new_connection_per_request: bo
         errors,
         cpu_ms_per_request,
         cluster_ms_per_request: cluster * 1000.0 / requests,
+        tunnels: tunnels() - tunnels_before,
     }
 }
 
@@ -245,11 +256,15 @@ fn main() {
             rows
         };
         let pooled_port = pooled.port;
+        let api = c.api.shared.clone();
         let table = |rows: Vec<Row>, shapes: Vec<(&'static str, u32, bool)>| {
+            let api = api.clone();
             tokio::task::spawn_blocking(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                let tunnels = || api.portforwards.load(SeqCst) + api.spdy_streams.load(SeqCst);
                 println!(
-                    "{:<40} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14}",
-                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req", "cluster ms/req"
+                    "{:<40} {:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>14} {:>8}",
+                    "row", "clients", "req/s", "p50 ms", "p99 ms", "vs pod", "errors", "CPU ms/req", "cluster ms/req", "tunnels"
                 );
                 // `BENCH_SHAPES=1,32` runs only the shapes whose client count is listed.
                 let only: Option<Vec<u32>> = std::env::var("BENCH_SHAPES")
@@ -261,12 +276,12 @@ fn main() {
                     }
                     // Warm each target's pool for this shape of load.
                     for row in &rows[1..] {
-                        wrk(row, conns, 1, fresh);
+                        wrk(row, conns, 1, fresh, &tunnels);
                     }
-                    let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh)).collect();
+                    let figures: Vec<Figures> = rows.iter().map(|row| wrk(row, conns, seconds, fresh, &tunnels)).collect();
                     for (row, f) in rows.iter().zip(&figures) {
                         println!(
-                            "{:<40} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4}",
+                            "{:<40} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4} {:>8}",
                             row.name,
                             f.rps,
                             f.p50_ms,
@@ -278,7 +293,8 @@ fn main() {
                             } else {
                                 format!("{:.4}", f.cpu_ms_per_request)
                             },
-                            f.cluster_ms_per_request
+                            f.cluster_ms_per_request,
+                            f.tunnels
                         );
                     }
                     println!(

@@ -37,6 +37,8 @@ pub struct Shared {
     pub requests: Mutex<Vec<String>>,
     /// Port-forward sessions opened so far.
     pub portforwards: AtomicUsize,
+    /// Connections forwarded inside SPDY sessions so far (stream pairs).
+    pub spdy_streams: AtomicUsize,
     /// Port-forward sessions open now, per `(namespace, pod)`.
     pub active: Mutex<HashMap<(String, String), usize>>,
     /// How long a port-forward upgrade takes before the 101 (the API
@@ -104,6 +106,7 @@ impl FakeApiServer {
             forbidden: Mutex::new(HashSet::new()),
             requests: Mutex::new(Vec::new()),
             portforwards: AtomicUsize::new(0),
+            spdy_streams: AtomicUsize::new(0),
             active: Mutex::new(HashMap::new()),
             upgrade_delay: Mutex::new(std::time::Duration::ZERO),
             upgrading: Mutex::new((0, 0)),
@@ -282,6 +285,11 @@ impl FakeApiServer {
     }
 
     /// Number of port-forward sessions opened so far.
+    /// Connections forwarded in SPDY sessions so far (one per stream pair).
+    pub fn spdy_stream_count(&self) -> usize {
+        self.shared.spdy_streams.load(Ordering::SeqCst)
+    }
+
     pub fn portforward_count(&self) -> usize {
         self.shared.portforwards.load(Ordering::SeqCst)
     }

@@ -94,6 +94,7 @@ pub async fn handle(
     let target = {
         let (shared, ns, pod) = (shared.clone(), ns.clone(), pod.clone());
         spdy::Target {
+            forwarded: shared.clone(),
             pod: pod.clone(),
             uid: uid.clone(),
             backend: Box::new(move |port| {

@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 
 /// What the session forwards to.
 pub struct Target {
+    /// Counts the connections forwarded.
+    pub forwarded: std::sync::Arc<super::Shared>,
     /// The pod's name and uid, for error messages.
     pub pod: String,
     pub uid: String,
@@ -95,6 +97,7 @@ where
                     }
                     if pair.error.is_some() && pair.data.is_some() {
                         let pair = pairs.remove(&request).expect("just seen");
+                        target.forwarded.spdy_streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let (data, rx) = pair.data.expect("both streams");
                         let error = pair.error.expect("both streams");
                         let task = tokio::spawn(forward(target.clone(), pair.port, data, rx, error, out.clone()));
