@@ -249,8 +249,11 @@ pub struct PoolArgs {
     /// (slow; for comparison and troubleshooting).
     #[arg(long)]
     pub no_pool: bool,
-    /// Idle connections kept per pod port.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    /// Idle connections kept per pod port. Below the number of
+    /// connections a load keeps busy, connections are closed and opened
+    /// again all the time (measured: 13,882 port-forward connections in 5 s
+    /// at 256 clients with 64; 219 with 1024).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
     pub pool_max_idle: usize,
     /// Idle connections beyond the warm ones are closed after this long.
     #[arg(long, default_value = "90s", value_parser = parse_duration, value_name = "DURATION")]

@@ -51,7 +51,7 @@ impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             enabled: true,
-            max_idle_per_endpoint: 64,
+            max_idle_per_endpoint: 1024,
             idle_timeout: Duration::from_secs(90),
             warm_per_endpoint: 1,
             max_concurrent_upgrades: 16,
