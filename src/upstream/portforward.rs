@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
-use super::spdy::{Session, SpdyStream, TUNNEL_PROTOCOL, WsBytes};
+use super::spdy::{Session, SpdyStream, TUNNEL_PROTOCOL, WsBytes, poll_close_ws, ws_io};
 use crate::routes::PodEndpoint;
 
 /// Connections one SPDY session carries before another is opened to the
@@ -332,16 +332,6 @@ impl PortForwardStream {
     }
 }
 
-fn ws_error(e: tungstenite::Error) -> io::Error {
-    match e {
-        tungstenite::Error::Io(e) => e,
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            io::Error::new(io::ErrorKind::BrokenPipe, "port-forward session closed")
-        }
-        other => io::Error::other(other),
-    }
-}
-
 impl AsyncRead for PortForwardStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -359,7 +349,7 @@ impl AsyncRead for PortForwardStream {
                 None => return this.end(),
                 Some(Err(e)) => {
                     this.done = true;
-                    return Poll::Ready(Err(ws_error(e)));
+                    return Poll::Ready(Err(ws_io(e)));
                 }
                 Some(Ok(msg)) => msg,
             };
@@ -397,25 +387,20 @@ impl AsyncWrite for PortForwardStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        ready!(Pin::new(&mut this.ws).poll_ready(cx)).map_err(ws_error)?;
+        ready!(Pin::new(&mut this.ws).poll_ready(cx)).map_err(ws_io)?;
         let n = buf.len().min(MAX_FRAME);
         let mut frame = Vec::with_capacity(n + 1);
         frame.push(0);
         frame.extend_from_slice(&buf[..n]);
-        Pin::new(&mut this.ws).start_send(Message::Binary(Bytes::from(frame))).map_err(ws_error)?;
+        Pin::new(&mut this.ws).start_send(Message::Binary(Bytes::from(frame))).map_err(ws_io)?;
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().ws).poll_flush(cx).map_err(ws_error)
+        Pin::new(&mut self.get_mut().ws).poll_flush(cx).map_err(ws_io)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match ready!(Pin::new(&mut self.get_mut().ws).poll_close(cx)) {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Poll::Ready(Ok(()))
-            }
-            Err(e) => Poll::Ready(Err(ws_error(e))),
-        }
+        poll_close_ws(&mut self.get_mut().ws, cx)
     }
 }

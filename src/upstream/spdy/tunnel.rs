@@ -28,13 +28,25 @@ impl<S> WsBytes<S> {
     }
 }
 
-fn ws_io(e: tungstenite::Error) -> io::Error {
+/// A WebSocket error as an I/O error; a closed WebSocket is a broken pipe.
+pub fn ws_io(e: tungstenite::Error) -> io::Error {
     match e {
         tungstenite::Error::Io(e) => e,
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the WebSocket is closed")
+            io::Error::new(io::ErrorKind::BrokenPipe, "the port-forward WebSocket is closed")
         }
         other => io::Error::other(other),
+    }
+}
+
+/// Closes `ws`; one already closed counts as closed.
+pub fn poll_close_ws<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    match ready!(Pin::new(ws).poll_close(cx)) {
+        Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Poll::Ready(Ok(())),
+        Err(e) => Poll::Ready(Err(ws_io(e))),
     }
 }
 
@@ -76,11 +88,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match ready!(Pin::new(&mut self.get_mut().ws).poll_close(cx)) {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Poll::Ready(Ok(()))
-            }
-            Err(e) => Poll::Ready(Err(ws_io(e))),
-        }
+        poll_close_ws(&mut self.get_mut().ws, cx)
     }
 }
