@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use tokio::sync::Semaphore;
 
-use super::spdy::{Session, SpdyStream, TUNNEL_PROTOCOL, WsBytes, poll_close_ws, ws_io};
+use super::spdy::{Session, SpdyStream, TUNNEL_PROTOCOL, WsBytes, poll_close_ws, read_pending, ws_io};
 use crate::routes::PodEndpoint;
 
 /// Connections one SPDY session carries before another is opened to the
@@ -337,10 +337,7 @@ impl AsyncRead for PortForwardStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
+            if read_pending(&mut this.pending, buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.done {

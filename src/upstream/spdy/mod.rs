@@ -12,4 +12,4 @@ mod tunnel;
 pub use frame::{Codec, Frame, FrameError, MAX_FRAME_LEN, rst, setting};
 pub use header_block::Headers;
 pub use session::{Session, SessionError, SpdyStream, Transport};
-pub use tunnel::{TUNNEL_PROTOCOL, WsBytes, poll_close_ws, ws_io};
+pub use tunnel::{TUNNEL_PROTOCOL, WsBytes, poll_close_ws, read_pending, ws_io};

@@ -50,14 +50,23 @@ pub fn poll_close_ws<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Moves as much of `pending` (bytes of a message received earlier) into
+/// `buf` as fits; whether there was any.
+pub fn read_pending(pending: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if pending.is_empty() {
+        return false;
+    }
+    let n = pending.len().min(buf.remaining());
+    buf.put_slice(&pending[..n]);
+    pending.advance(n);
+    true
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
+            if read_pending(&mut this.pending, buf) {
                 return Poll::Ready(Ok(()));
             }
             match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
