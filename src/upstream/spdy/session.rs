@@ -237,11 +237,6 @@ impl Session {
         let st = self.shared.state.lock().expect("session lock");
         st.ended.is_none() && !st.going_away
     }
-
-    /// Ends the session: open streams fail, and the connection closes.
-    pub fn close(&self) {
-        self.shared.end("closed by devingress".into());
-    }
 }
 
 impl Drop for Session {
@@ -269,10 +264,8 @@ impl Shared {
         match st.poll_write_out(&mut cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
-                let why = format!("writing to the API server failed: {e}");
-                st.fail(why).into_iter().for_each(Waker::wake);
-                self.drained.notify_one();
-                self.pending_writes.notify_one();
+                let wakers = st.fail(format!("writing to the API server failed: {e}"));
+                self.wake_after_end(wakers);
             }
             Poll::Pending => {
                 st.writer_busy = true;
@@ -282,10 +275,13 @@ impl Shared {
     }
 
     fn end(&self, why: String) {
-        let wakers = {
-            let mut st = self.state.lock().expect("session lock");
-            st.fail(why)
-        };
+        let wakers = self.state.lock().expect("session lock").fail(why);
+        self.wake_after_end(wakers);
+    }
+
+    /// Wakes everyone waiting on a session that has just ended: the
+    /// streams, and the two tasks, which then stop.
+    fn wake_after_end(&self, wakers: Vec<Waker>) {
         wakers.into_iter().for_each(Waker::wake);
         self.pending_writes.notify_one();
         self.drained.notify_one();
@@ -459,7 +455,8 @@ async fn write_loop(s: Arc<Shared>) {
             // Say goodbye, then close the connection.
             let _ = std::future::poll_fn(|cx| {
                 let mut st = s.state.lock().expect("session lock");
-                let _ = ready_or(st.poll_write_out(cx));
+                // Whatever is still waiting goes if it can; the close follows either way.
+                let _ = st.poll_write_out(cx);
                 st.writer.as_mut().poll_shutdown(cx)
             })
             .await;
@@ -484,13 +481,6 @@ async fn write_loop(s: Arc<Shared>) {
         if let Err(e) = result {
             s.end(format!("writing to the API server failed: {e}"));
         }
-    }
-}
-
-fn ready_or<T>(p: Poll<T>) -> Option<T> {
-    match p {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
     }
 }
 
