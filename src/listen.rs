@@ -6,6 +6,24 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::TcpListener;
 
+/// What a user must hear before devingress listens on `addr`, when it is
+/// not a loopback address: everyone who can reach it can reach the cluster.
+pub fn exposure_warning(addr: IpAddr) -> Option<String> {
+    if addr.is_loopback() {
+        return None;
+    }
+    let who = if addr.is_unspecified() {
+        "anyone who can reach any address of this machine (every network it is on)".to_string()
+    } else {
+        format!("anyone who can reach {addr} (everyone on that network)")
+    };
+    Some(format!(
+        "--listen {addr} is not a loopback address: {who} can reach the cluster through devingress, \
+         every served host and every LoadBalancer Service, with your cluster credentials. \
+         Leave --listen at 127.0.0.1 unless that is what you want."
+    ))
+}
+
 /// Why a port could not be bound.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -139,6 +157,18 @@ pub async fn bind(ip: IpAddr, choice: PortChoice) -> Result<TcpListener, BindErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_non_loopback_addresses_are_warned_about() {
+        for quiet in ["127.0.0.1", "127.0.0.2", "::1"] {
+            assert_eq!(exposure_warning(quiet.parse().unwrap()), None, "{quiet}");
+        }
+        let all = exposure_warning("0.0.0.0".parse().unwrap()).unwrap();
+        assert!(all.contains("any address of this machine") && all.contains("cluster credentials"), "{all}");
+        let lan = exposure_warning("192.168.1.20".parse().unwrap()).unwrap();
+        assert!(lan.contains("anyone who can reach 192.168.1.20"), "{lan}");
+        assert!(exposure_warning("::".parse().unwrap()).is_some());
+    }
 
     #[tokio::test]
     async fn taken_explicit_port_names_the_cause() {

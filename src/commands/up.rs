@@ -71,6 +71,9 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
             None
         }
     };
+    if let Some(warning) = listen::exposure_warning(args.listen) {
+        tracing::warn!("{warning}");
+    }
     // Bind first: a port problem should end the run before anything else.
     let http_choice = PortChoice { explicit: args.http_port, default: 80, fallback: 8080, flag: "--http-port" };
     let listener = listen::bind(args.listen, http_choice).await.context("cannot serve HTTP")?;

@@ -77,7 +77,8 @@ impl ControlServer {
         loop {
             #[cfg(unix)]
             let stream = match self.listener.accept().await {
-                Ok((s, _)) => s,
+                Ok((s, _)) if same_user(&s) => s,
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!("control socket: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -104,6 +105,32 @@ impl ControlServer {
     }
 }
 
+/// Whether the peer of a control connection runs as this daemon's user.
+/// The socket is 0600 in a 0700 directory, so another user should not get
+/// this far; this holds even where permissions on sockets are not enforced.
+#[cfg(unix)]
+fn same_user(stream: &tokio::net::UnixStream) -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let own = unsafe { libc::geteuid() };
+    match stream.peer_cred() {
+        Ok(peer) if peer.uid() == own => true,
+        Ok(peer) => {
+            tracing::warn!(
+                "control socket: refused a connection from uid {} (only uid {own}, who started devingress, may control it)",
+                peer.uid()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("control socket: refused a connection whose user cannot be told: {e}");
+            false
+        }
+    }
+}
+
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Drop for ControlServer {
     fn drop(&mut self) {
         #[cfg(unix)]
@@ -121,7 +148,21 @@ async fn write_json<W: AsyncWrite + Unpin, T: serde::Serialize>(w: &mut W, value
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: S, h: Arc<Handles>) -> std::io::Result<()> {
     let (read, mut write) = tokio::io::split(stream);
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await?;
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    let read_line = reader.read_line(&mut line);
+    match tokio::time::timeout(REQUEST_TIMEOUT, read_line).await {
+        Ok(read) => {
+            read?;
+        }
+        Err(_) => {
+            let message = format!("bad request: no request line within {REQUEST_TIMEOUT:?}");
+            return write_json(&mut write, &Reply { ok: false, message }).await;
+        }
+    }
+    if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST {
+        let message = format!("bad request: the request line is longer than {MAX_REQUEST} bytes");
+        return write_json(&mut write, &Reply { ok: false, message }).await;
+    }
     let request: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => return write_json(&mut write, &Reply { ok: false, message: format!("bad request: {e}") }).await,

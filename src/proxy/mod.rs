@@ -5,6 +5,7 @@ mod headers;
 mod mirror;
 mod pages;
 mod ports;
+mod screen;
 
 pub use headers::{ClientInfo, set_forwarded, strip_hop_by_hop, upgrade_protocol};
 pub use ports::{OwnPorts, OwnPortsReport};
@@ -33,7 +34,7 @@ use crate::cluster::Health;
 use crate::routes::gateway::{self, CorsAnswer, Filter, GatewayAction, Origin, RequestParts, Slot};
 use crate::routes::{RouteTable, normalize_request_host};
 use crate::status::{STATUS_HOST, StatusHub};
-use crate::upstream::{BodyError, RequestHead, Upstream};
+use crate::upstream::{BodyError, RequestHead, Upstream, UpstreamError};
 
 /// The body of responses the proxy sends to clients.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -144,6 +145,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers one request: the status page, or the route's pod; counts it.
 /// Never fails: problems become pages.
 pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Request<Incoming>) -> Response<ProxyBody> {
+    if let Some(refused) = screen::refuse(&req) {
+        return refused;
+    }
     let host_value = req
         .uri()
         .authority()
@@ -151,7 +155,7 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
         .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     let host = host_value.as_deref().map(normalize_request_host).unwrap_or_default();
     if host == STATUS_HOST {
-        return status_page(proxy, req.uri().path());
+        return status_page(proxy, req.method(), req.uri().path());
     }
     // One table per request: it routes the request and says what it counts under.
     let table = proxy.table.borrow().clone();
@@ -213,8 +217,20 @@ fn gateway_redirect(
     res
 }
 
-/// The status page, its JSON, or a 404.
-fn status_page(proxy: &Proxy, path: &str) -> Response<ProxyBody> {
+/// The status page, its JSON, or a 404. They only show: nothing on them
+/// changes devingress (pause, resume and stop go through the control socket,
+/// which only the user can reach), and they send no CORS headers, so a web
+/// page of another origin cannot read them.
+fn status_page(proxy: &Proxy, method: &http::Method, path: &str) -> Response<ProxyBody> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        let mut res = pages::page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("The status page only shows; {method} changes nothing here."),
+            "Pause, resume and stop devingress from the tray menu or the CLI.",
+        );
+        res.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return res;
+    }
     match path {
         "/" => pages::document("text/html; charset=utf-8", crate::status::page::html(&proxy.status.snapshot())),
         "/status.json" => {
@@ -257,7 +273,9 @@ async fn forward(
                 &why,
             );
         }
-        Some(GatewayAction::NoRule) => return pages::not_found(table, &host, &path),
+        Some(GatewayAction::NoRule) => {
+            return pages::not_found(table, &host, &path, pages::may_list_hosts(table, &host, true));
+        }
         // A listener's port of its own serves its Gateway routes only.
         None if matches!(slot, Slot::Port { .. }) => {
             return pages::page(
@@ -280,7 +298,7 @@ async fn forward(
                 if !table.synced {
                     return pages::loading(proxy.health.problem());
                 }
-                return pages::not_found(table, &host, &path);
+                return pages::not_found(table, &host, &path, pages::may_list_hosts(table, &host, false));
             };
             matched.backend.clone()
         }
@@ -317,6 +335,10 @@ async fn forward(
         let client_upgrade = upgrade_protocol(req.headers());
         let on_client_upgrade = client_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
+        let body = match screen::checked_body(parts.version, body).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
         let mut headers = parts.headers;
         let info = ClientInfo {
             ip: peer.ip(),
@@ -325,7 +347,10 @@ async fn forward(
             host: host_value.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()),
         };
         strip_hop_by_hop(&mut headers, client_upgrade.clone());
-        if !headers.contains_key(header::HOST) {
+        // The pod sees the host the request was routed by: in the absolute
+        // form (and HTTP/2), the target's authority, whatever a Host header says
+        // (RFC 9112 §3.2.2).
+        if parts.uri.authority().is_some() || !headers.contains_key(header::HOST) {
             if let Some(h) = &info.host {
                 headers.insert(header::HOST, h.clone());
             }
@@ -388,6 +413,10 @@ async fn forward(
             Ok(answer) => {
                 tracing::debug!(pod = %answer.endpoint, status = answer.response.status().as_u16(), "answered");
                 answer.response
+            }
+            Err(e @ UpstreamError::ClientBody { .. }) => {
+                tracing::debug!("{e}");
+                return screen::bad_body(&e.to_string());
             }
             Err(e) => {
                 tracing::warn!("{e}");

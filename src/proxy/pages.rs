@@ -6,6 +6,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::ProxyBody;
 use crate::routes::{Backend, RouteTable, Target};
+use crate::status::STATUS_HOST;
 
 /// Why devingress answered with an error of its own, for the status model.
 #[derive(Debug, Clone)]
@@ -50,16 +51,36 @@ pub fn document(content_type: &'static str, body: String) -> Response<ProxyBody>
     res
 }
 
-/// 404: nothing routes this host and path. Lists the hosts that are served.
-pub fn not_found(table: &RouteTable, host: &str, path: &str) -> Response<ProxyBody> {
+/// 404: nothing routes this host and path. Lists the hosts that are served
+/// when `list_hosts` (see [`may_list_hosts`]).
+pub fn not_found(table: &RouteTable, host: &str, path: &str, list_hosts: bool) -> Response<ProxyBody> {
     let hosts = table.hosts();
-    let details = if hosts.is_empty() {
+    let details = if !list_hosts {
+        format!(
+            "devingress serves no route for {host:?}. `devingress routes` and http://{STATUS_HOST}/ list the hosts it serves."
+        )
+    } else if hosts.is_empty() {
         "No Ingress is served yet. Create one with `kubectl apply`, or see `devingress routes`.".to_string()
     } else {
         let list: Vec<String> = hosts.iter().map(|h| format!("  {h}")).collect();
         format!("Hosts served:\n{}", list.join("\n"))
     };
     page(StatusCode::NOT_FOUND, &format!("No Ingress rule matches host {host:?} and path {path:?}."), &details)
+}
+
+/// Whether a 404 for `host` may list the served hosts: only for a loopback
+/// name or address, or a host that is served (its path matched nothing).
+///
+/// Why: under DNS rebinding, a web page on any site can point its own name
+/// at 127.0.0.1 and read what devingress answers for that name. Such a name
+/// is never loopback and never served, so the page learns nothing about the
+/// cluster; someone who types a loopback name or a served host gets the list.
+pub fn may_list_hosts(table: &RouteTable, host: &str, served: bool) -> bool {
+    served
+        || table.served_as(host).is_some()
+        || host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// 503: the table is not loaded yet.

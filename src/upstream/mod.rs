@@ -79,6 +79,14 @@ pub enum UpstreamError {
         /// Why, in plain words.
         reason: String,
     },
+    /// The client's request body could not be read to its end (malformed,
+    /// or cut short) while it was passed on; the pod got an unfinished
+    /// request.
+    #[error("the request body from the client could not be read: {reason}")]
+    ClientBody {
+        /// Why, in plain words.
+        reason: String,
+    },
 }
 
 /// The parts of a request needed to send it again.
@@ -231,6 +239,10 @@ impl Upstream {
         // request went out, and its own end says why. (A request cancelled
         // while queued carries the connection's error as its cause.)
         use std::error::Error as _;
+        if result.is_user() && result.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some()) {
+            // The request body failed: the client's, read by the server side.
+            return Err(UpstreamError::ClientBody { reason: describe_error(&result) });
+        }
         let not_sent = result.is_canceled() && result.source().and_then(|s| s.downcast_ref::<hyper::Error>()).is_none();
         let reason = match not_sent {
             true => ended.reason().await.unwrap_or_else(|| describe_error(&result)),

@@ -110,7 +110,7 @@ async fn https_over_http2_and_http1_with_a_certificate_from_the_local_ca() {
     );
 }
 
-fn tls_secret(c: &TestCluster, name: &str, cert_pem: &str, key_pem: &str) {
+pub(crate) fn tls_secret(c: &TestCluster, name: &str, cert_pem: &str, key_pem: &str) {
     use base64::Engine;
     let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     c.api.apply(
@@ -120,7 +120,7 @@ fn tls_secret(c: &TestCluster, name: &str, cert_pem: &str, key_pem: &str) {
     );
 }
 
-fn tls_ingress(c: &TestCluster, name: &str, host: &str, secret: &str, annotations: serde_json::Value) {
+pub(crate) fn tls_ingress(c: &TestCluster, name: &str, host: &str, secret: &str, annotations: serde_json::Value) {
     c.api.apply(
         INGRESSES,
         json!({"metadata": {"name": name, "namespace": "default", "annotations": annotations},
@@ -131,7 +131,7 @@ fn tls_ingress(c: &TestCluster, name: &str, host: &str, secret: &str, annotation
 }
 
 /// A CA of the test's own and a leaf it signed for `host`.
-fn own_ca_leaf(host: &str) -> (String, String, String) {
+pub(crate) fn own_ca_leaf(host: &str) -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

@@ -13,6 +13,7 @@ mod loadbalancer;
 mod real_cluster;
 mod replay;
 mod resolver;
+mod security;
 mod serving;
 mod support;
 #[cfg(all(feature = "tray", target_os = "linux"))]

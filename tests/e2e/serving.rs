@@ -220,7 +220,12 @@ async fn error_pages_say_what_happened() {
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     assert!(routed(&d, "pages.test", "/web", "web-0").await, "{}", d.log());
 
+    // A name devingress does not serve is told where the list is (a page
+    // under a DNS-rebinding name must not read it); a loopback name gets it.
     let a = get(d.port, "nothing.test", "/").await;
+    assert_eq!(a.status, 404);
+    assert!(!a.body.contains("pages.test") && a.body.contains("`devingress routes`"), "{}", a.body);
+    let a = get(d.port, "localhost", "/").await;
     assert_eq!(a.status, 404);
     assert!(a.body.contains("Hosts served:") && a.body.contains("pages.test"), "{}", a.body);
 
