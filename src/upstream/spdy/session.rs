@@ -58,8 +58,12 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the write task: bytes wait that the connection did not take.
     pending_writes: Notify,
-    /// Wakes the read task: a stream was read below its limit, or closed.
+    /// Wakes the read task while it holds off: a stream was read below its
+    /// limit, or closed, or the session ended.
     drained: Notify,
+    /// Stops the read task when the session ends while it waits on the
+    /// connection (cheaper than a second future beside every read).
+    reader: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// The pod, for logs.
     label: String,
 }
@@ -94,6 +98,9 @@ struct State {
     session_send_window: i64,
     /// Bytes read by streams since the session window was last topped up.
     session_consumed: i64,
+    /// Streams holding more than [`MAX_BUFFERED`] unread bytes: while any
+    /// do, the read task holds off.
+    over_limit: usize,
 }
 
 /// One forwarded connection's state.
@@ -159,13 +166,16 @@ impl Session {
                 peer_initial_window: DEFAULT_WINDOW,
                 session_send_window: DEFAULT_WINDOW,
                 session_consumed: 0,
+                over_limit: 0,
             }),
             pending_writes: Notify::new(),
             drained: Notify::new(),
+            reader: std::sync::OnceLock::new(),
             label,
         });
         shared.pending_writes.notify_one();
-        tokio::spawn(read_loop(shared.clone(), rd));
+        let reader = tokio::spawn(read_loop(shared.clone(), rd));
+        let _ = shared.reader.set(reader.abort_handle());
         tokio::spawn(write_loop(shared.clone()));
         Session { shared }
     }
@@ -285,6 +295,9 @@ impl Shared {
         wakers.into_iter().for_each(Waker::wake);
         self.pending_writes.notify_one();
         self.drained.notify_one();
+        if let Some(reader) = self.reader.get() {
+            reader.abort();
+        }
     }
 }
 
@@ -335,17 +348,15 @@ async fn read_loop<T: Transport>(shared: Arc<Shared>, mut rd: ReadHalf<T>) {
                 if st.ended.is_some() {
                     return;
                 }
-                if !st.pairs.values().any(|p| p.recv_len > MAX_BUFFERED) {
+                if st.over_limit == 0 {
                     break;
                 }
             }
             drained.await;
         }
-        let n = tokio::select! {
-            n = rd.read_buf(&mut buf) => n,
-            () = shared.drained.notified() => continue,
-        };
-        match n {
+        // Only this task makes a stream go over its limit, so none is over
+        // while it waits here; the session ending aborts the wait.
+        match rd.read_buf(&mut buf).await {
             Ok(0) => break "the API server closed the connection".to_string(),
             Err(e) => break format!("reading from the API server failed: {e}"),
             Ok(_) => {}
@@ -378,8 +389,12 @@ impl State {
             Frame::Data { stream, fin, data } => {
                 if let Some(pair) = self.pairs.get_mut(&stream) {
                     if !data.is_empty() {
+                        let was_over = pair.recv_len > MAX_BUFFERED;
                         pair.recv_len += data.len();
                         pair.recv.push_back(data);
+                        if !was_over && pair.recv_len > MAX_BUFFERED {
+                            self.over_limit += 1;
+                        }
                     }
                     pair.fin |= fin;
                     wakers.extend(pair.read_waker.take());
@@ -528,6 +543,9 @@ impl AsyncRead for SpdyStream {
             }
             let was_over = before > MAX_BUFFERED;
             let now_under = st.pairs.get(&this.id).is_some_and(|p| p.recv_len <= MAX_BUFFERED);
+            if was_over && now_under {
+                st.over_limit -= 1;
+            }
             this.shared.kick(st);
             if was_over && now_under {
                 this.shared.drained.notify_one();
@@ -629,6 +647,9 @@ impl Drop for SpdyStream {
                 st.codec.encode(&Frame::RstStream { stream, status: rst::CANCEL }, &mut st.out);
             }
             self.shared.kick(st);
+        }
+        if pair.recv_len > MAX_BUFFERED {
+            st.over_limit -= 1;
         }
         let last = st.abandoned && st.pairs.is_empty();
         drop(guard);
