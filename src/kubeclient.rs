@@ -184,9 +184,12 @@ pub fn nodelay_connector(config: &Config) -> HttpConnector {
 pub fn client_from_config(config: Config) -> Result<Client, kube::Error> {
     let https = config.rustls_https_connector_with_connector(nodelay_connector(&config))?;
     let http_client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+    // A credential plugin's token is renewed when the API server refuses it.
+    let renew = config.auth_info.exec.as_ref().and_then(crate::exec_credentials::RenewOn401Layer::new);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
+        .option_layer(renew)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
         .service(http_client);

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod commands;
 pub mod control;
 pub mod dns;
+pub mod exec_credentials;
 pub mod gateway;
 pub mod kubeclient;
 pub mod kubeconfig;

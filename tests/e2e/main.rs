@@ -4,6 +4,7 @@ mod controller;
 mod daemon;
 mod dataplane;
 mod dns;
+mod faults;
 mod gateway;
 mod https;
 mod installers;

@@ -19,7 +19,8 @@ use super::Shared;
 use super::resources::{ApiPath, GATEWAY_GROUP, INGRESSES, ResourceType, discovery, parse_path};
 use super::store::{Event, Store};
 
-pub type Body = BoxBody<Bytes, Infallible>;
+/// Response bodies; an error breaks the connection mid-body (a cut watch).
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Query parameters, parsed leniently (kube-rs sends `?&limit=500`).
 pub fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
@@ -59,7 +60,7 @@ pub fn json_answer(shared: &Shared, status: StatusCode, body: &Value, priority_h
     api_headers(&mut b, &shared.audit_id(), priority_headers);
     let mut text = serde_json::to_vec(body).expect("json");
     text.push(b'\n');
-    b.body(Full::new(Bytes::from(text)).boxed()).expect("response")
+    b.body(Full::new(Bytes::from(text)).map_err(|n: Infallible| match n {}).boxed()).expect("response")
 }
 
 /// A `kind: Status` failure.
@@ -103,9 +104,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {}", shared.token));
+        .is_some_and(|v| v == format!("Bearer {}", shared.token.lock().unwrap()));
     if !authorised {
         return status_error(&shared, 401, "Unauthorized", "Unauthorized", None);
+    }
+    if let Some(resp) = failing(&shared, &req) {
+        return resp;
     }
     let gateway_api = shared.gateway_api.load(Ordering::Relaxed);
     let ap = parse_path(req.uri().path()).filter(|ap| gateway_api || ap.resource.group != GATEWAY_GROUP);
@@ -175,6 +179,28 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
             Some(json!({})),
         ),
     }
+}
+
+/// The answer of an API server that is overloaded (429, with
+/// `Retry-After` as API priority and fairness sends it) or failing (500,
+/// 503), while a test has it so; port-forwards still pass.
+fn failing(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let (until, code, retry_after) = (*shared.failing.lock().unwrap())?;
+    if std::time::Instant::now() >= until || req.uri().path().ends_with("/portforward") {
+        return None;
+    }
+    let (reason, message) = match code {
+        429 => ("TooManyRequests", "Too many requests, please try again later."),
+        500 => ("InternalError", "Internal error occurred: etcdserver: request timed out"),
+        503 => ("ServiceUnavailable", "The server is currently unable to handle the request"),
+        _ => ("Unknown", "an error on the server has prevented the request from succeeding"),
+    };
+    let details = retry_after.map(|s| json!({"retryAfterSeconds": s}));
+    let mut res = status_error(shared, code, reason, message, details);
+    if let Some(s) = retry_after {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    Some(res)
 }
 
 fn forbidden(shared: &Shared, ap: &ApiPath, verb: &str) -> Option<Response<Body>> {
@@ -310,7 +336,9 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
     let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800));
     let send_initial = q.get("sendInitialEvents").map(String::as_str) == Some("true");
     let from_rv: Option<u64> = q.get("resourceVersion").and_then(|r| r.parse().ok()).filter(|&r| r > 0);
+    // An empty message cuts the watch: the body ends in an error.
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let cuts = shared.watch_cuts.subscribe();
     let mut initial = Vec::new();
     let mut ends_at_once = false;
     let store = shared.store.lock().unwrap();
@@ -355,14 +383,25 @@ fn watch(shared: Arc<Shared>, ap: ApiPath, q: BTreeMap<String, String>) -> Respo
         }
     }
     drop(store);
-    let task = tokio::spawn(pump_watch(ap.clone(), q.clone(), tx, initial, live, ends_at_once, timeout));
+    let task =
+        tokio::spawn(pump_watch(ap.clone(), q.clone(), tx, initial, Feeds { live, cuts }, ends_at_once, timeout));
     shared.track(task.abort_handle());
     let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        let b = rx.recv().await?;
+        if b.is_empty() {
+            return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "watch cut")), rx));
+        }
+        Some((Ok(Frame::data(b)), rx))
     }));
     let mut b = Response::builder().status(StatusCode::OK);
     api_headers(&mut b, &shared.audit_id(), true);
     b.body(BodyExt::boxed(body)).expect("response")
+}
+
+/// What a watch sends: changes as they happen, and when a test cuts it.
+struct Feeds {
+    live: broadcast::Receiver<Event>,
+    cuts: tokio::sync::watch::Receiver<u64>,
 }
 
 async fn pump_watch(
@@ -370,10 +409,11 @@ async fn pump_watch(
     q: BTreeMap<String, String>,
     tx: mpsc::Sender<Bytes>,
     initial: Vec<Bytes>,
-    mut live: broadcast::Receiver<Event>,
+    feeds: Feeds,
     ends_at_once: bool,
     timeout: Duration,
 ) {
+    let Feeds { mut live, mut cuts } = feeds;
     for line in initial {
         if tx.send(line).await.is_err() {
             return;
@@ -398,6 +438,10 @@ async fn pump_watch(
             },
             () = &mut deadline => return,
             () = tx.closed() => return,
+            _ = cuts.changed() => {
+                let _ = tx.send(Bytes::new()).await;
+                return;
+            }
         }
     }
 }

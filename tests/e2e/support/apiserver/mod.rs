@@ -52,7 +52,13 @@ pub struct Shared {
     /// servers since 1.30/1.31; off, as before, such a request gets the
     /// v4 protocol or a 400).
     pub spdy_tunnel: std::sync::atomic::AtomicBool,
-    token: String,
+    /// Requests other than port-forwards answered with an error until a
+    /// deadline: `(until, code, Retry-After seconds)`.
+    pub failing: Mutex<Option<(std::time::Instant, u16, Option<u64>)>>,
+    /// Bumped to cut every watch in progress mid-stream.
+    pub watch_cuts: tokio::sync::watch::Sender<u64>,
+    /// The bearer token it takes now (rotated by tests of expiring credentials).
+    token: Mutex<String>,
     audit: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -112,7 +118,9 @@ impl FakeApiServer {
             upgrading: Mutex::new((0, 0)),
             gateway_api: std::sync::atomic::AtomicBool::new(false),
             spdy_tunnel: std::sync::atomic::AtomicBool::new(true),
-            token: "devingress-test-token".into(),
+            failing: Mutex::new(None),
+            watch_cuts: tokio::sync::watch::Sender::new(0),
+            token: Mutex::new("devingress-test-token".into()),
             audit: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
         });
@@ -211,8 +219,7 @@ impl FakeApiServer {
                 req = req.header(k.as_str(), v.as_str());
             }
         }
-        req =
-            req.header("host", self.addr.to_string()).header("authorization", format!("Bearer {}", self.shared.token));
+        req = req.header("host", self.addr.to_string()).header("authorization", format!("Bearer {}", self.token()));
         let body = http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()));
         send.send_request(req.body(body).expect("request")).await.expect("response")
     }
@@ -228,11 +235,77 @@ impl FakeApiServer {
         let yaml = format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\n- name: fake-again\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n    token: {}\n",
             self.url(),
-            self.shared.token
+            self.token()
         );
         let path = dir.join("kubeconfig");
         std::fs::write(&path, yaml).expect("write kubeconfig");
         path
+    }
+
+    /// The bearer token it takes now.
+    pub fn token(&self) -> String {
+        self.shared.token.lock().unwrap().clone()
+    }
+
+    /// From now on it takes `token` only: the old one gets 401, as an
+    /// expired or revoked token does.
+    pub fn rotate_token(&self, token: &str) {
+        *self.shared.token.lock().unwrap() = token.to_string();
+    }
+
+    /// Writes a kubeconfig (context `fake`) whose user gets its token from
+    /// an exec credential plugin (`client.authentication.k8s.io/v1`), a
+    /// shell script that prints the token in `token_file` as an
+    /// ExecCredential and counts its runs in `token_file` + `.runs`, as
+    /// EKS's, GKE's and AKS's plugins give short-lived tokens.
+    pub fn write_exec_kubeconfig(&self, dir: &Path, token_file: &Path) -> PathBuf {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let script = dir.join("token-plugin.sh");
+        let runs = format!("{}.runs", token_file.display());
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho run >> '{runs}'\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\"}}}}\n' \"$(cat '{file}')\"\n",
+                file = token_file.display()
+            ),
+        )
+        .expect("write plugin");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: exec-user\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"{}\"]\n      interactiveMode: Never\n",
+            self.url(),
+            script.display()
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, yaml).expect("write kubeconfig");
+        path
+    }
+
+    /// Answers every request but port-forwards with `code` (429 with
+    /// `Retry-After`, 500, 503…) for `how_long`, as an overloaded or
+    /// failing API server does.
+    pub fn fail_for(&self, how_long: std::time::Duration, code: u16, retry_after: Option<u64>) {
+        *self.shared.failing.lock().unwrap() = Some((std::time::Instant::now() + how_long, code, retry_after));
+    }
+
+    /// Cuts every watch in progress mid-stream (the connection breaks
+    /// without the end of the chunked body), as a load balancer in front of
+    /// the API server or a network change does.
+    pub fn cut_watches(&self) {
+        self.shared.watch_cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the watch cache and cuts every watch: each watcher resuming
+    /// from where it was gets 410 Expired and must list again.
+    pub fn expire_watches(&self) {
+        {
+            // Writes elsewhere in the cluster (leases, events) move the
+            // resourceVersion on; the watch cache then starts past every
+            // watcher's last version.
+            let mut store = self.shared.store.lock().unwrap();
+            store.rv += 1;
+            store.compact();
+        }
+        self.cut_watches();
     }
 
     /// Creates or updates an object, as `kubectl apply` would.
