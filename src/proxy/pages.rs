@@ -120,7 +120,11 @@ pub fn unavailable(backend: &Backend) -> Response<ProxyBody> {
 
 /// 502: the pod could not be reached or failed mid-exchange.
 pub fn bad_gateway(error: &crate::upstream::UpstreamError) -> Response<ProxyBody> {
-    page(StatusCode::BAD_GATEWAY, "The upstream pod did not answer.", &error.to_string())
+    let headline = match error {
+        crate::upstream::UpstreamError::Forbidden { .. } => "devingress may not port-forward to the pod (RBAC).",
+        _ => "The upstream pod did not answer.",
+    };
+    page(StatusCode::BAD_GATEWAY, headline, &error.to_string())
 }
 
 /// 308: a `spec.tls` host asked for over plain HTTP (rule 19).

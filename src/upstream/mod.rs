@@ -79,6 +79,21 @@ pub enum UpstreamError {
         /// Why, in plain words.
         reason: String,
     },
+    /// RBAC forbids the kubeconfig's user to port-forward to the pod.
+    #[error(
+        "devingress may not port-forward to pod {endpoint}: {message}. The kubeconfig's user needs RBAC permission to \
+         `create` and `get` `pods/portforward` in namespace {namespace}, for example: `kubectl create role \
+         devingress-portforward --verb=create,get --resource=pods/portforward -n {namespace}` and `kubectl create \
+         rolebinding devingress-portforward --role=devingress-portforward --user=YOUR-USER -n {namespace}`"
+    )]
+    Forbidden {
+        /// The pod endpoint.
+        endpoint: String,
+        /// The pod's namespace.
+        namespace: String,
+        /// What the API server said.
+        message: String,
+    },
     /// The client's request body could not be read to its end (malformed,
     /// or cut short) while it was passed on; the pod got an unfinished
     /// request.
@@ -141,13 +156,19 @@ pub struct Answer {
 #[derive(Clone)]
 pub struct Upstream {
     pool: Arc<Pool>,
+    /// Pods whose port-forward could not be opened, and when.
+    failing: Arc<std::sync::Mutex<std::collections::HashMap<PodEndpoint, std::time::Instant>>>,
 }
+
+/// How long a pod whose port-forward could not be opened gets no new
+/// requests while other pods of its Service are ready.
+const PASS_OVER: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// An upstream that opens port-forwards through `kube`.
     pub fn new(kube: kube::Client, settings: PoolSettings) -> Self {
         let opener = PortForwarder::new(kube, &settings);
-        Upstream { pool: Pool::new(opener, settings) }
+        Upstream { pool: Pool::new(opener, settings), failing: Arc::default() }
     }
 
     /// The pool, for its figures and for telling it the live endpoints.
@@ -169,6 +190,10 @@ impl Upstream {
     ) -> Result<Answer, UpstreamError> {
         let replayable = hyper::body::Body::is_end_stream(&body);
         let protocol = backend.protocol;
+        let first = match self.passed_over(&first) {
+            true => backend.pick_other(&first).filter(|other| !self.passed_over(other)).unwrap_or(first),
+            false => first,
+        };
         let err = match self.send_once(protocol, &first, head, body).await {
             Ok(response) => return Ok(Answer { response, endpoint: first }),
             Err(e) if replayable => e,
@@ -198,7 +223,7 @@ impl Upstream {
                 Ok(stream) => return Ok((ep, stream)),
                 Err(e) => {
                     tracing::debug!(endpoint = %ep, "cannot open a port-forward, trying another pod: {e}");
-                    last = Some(UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(&e) });
+                    last = Some(self.cannot_connect(&ep, &e));
                 }
             }
         }
@@ -206,6 +231,41 @@ impl Upstream {
             endpoint: format!("{}/{}", backend.namespace, backend.service),
             reason: "no ready pod".into(),
         }))
+    }
+
+    /// Why no connection to `ep` could be made, in the user's terms; the
+    /// pod is passed over for a while (see [`Upstream::passed_over`]).
+    fn cannot_connect(&self, ep: &PodEndpoint, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+        self.failing.lock().expect("failing lock").insert(ep.clone(), std::time::Instant::now());
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
+                if status.code == 403 {
+                    return UpstreamError::Forbidden {
+                        endpoint: ep.to_string(),
+                        namespace: ep.namespace.clone(),
+                        message: status.message.clone(),
+                    };
+                }
+            }
+            cause = c.source();
+        }
+        UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(e) }
+    }
+
+    /// Whether new requests should go to another pod than `ep`: its last
+    /// port-forward could not be opened (pod gone, kubelet not answering,
+    /// forbidden) less than [`PASS_OVER`] ago.
+    fn passed_over(&self, ep: &PodEndpoint) -> bool {
+        let mut failing = self.failing.lock().expect("failing lock");
+        match failing.get(ep) {
+            Some(when) if when.elapsed() < PASS_OVER => true,
+            Some(_) => {
+                failing.remove(ep);
+                false
+            }
+            None => false,
+        }
     }
 
     async fn send_once(
@@ -216,11 +276,7 @@ impl Upstream {
         body: UpstreamBody,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let key = Key { endpoint: ep.clone(), protocol };
-        let checkout = self
-            .pool
-            .checkout(&key)
-            .await
-            .map_err(|e| UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(&e) })?;
+        let checkout = self.pool.checkout(&key).await.map_err(|e| self.cannot_connect(ep, &e))?;
         let req = head.build(protocol, ep, body);
         let (result, mut ended) = match checkout.conn {
             Conn::H1(mut conn, ended) => match conn.send_request(req).await {

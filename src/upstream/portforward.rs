@@ -217,7 +217,15 @@ impl PortForwarder {
         h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).expect("a base64 key"));
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-        let res = self.client.send(http::Request::from_parts(parts, kube::client::Body::from(body))).await?;
+        let sent = self.client.send(http::Request::from_parts(parts, kube::client::Body::from(body)));
+        // A kubelet (or an API server) that takes the upgrade and never
+        // answers must not hold the request: it fails, and goes to another pod.
+        let res = tokio::time::timeout(UPGRADE_TIMEOUT, sent).await.map_err(|_| {
+            kube::Error::Service(Box::new(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the API server did not answer the port-forward upgrade within {}s", UPGRADE_TIMEOUT.as_secs()),
+            )))
+        })??;
         let code = res.status();
         if code != http::StatusCode::SWITCHING_PROTOCOLS {
             let text = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -239,6 +247,9 @@ impl PortForwarder {
         Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(ws_config())).await)
     }
 }
+
+/// How long a port-forward upgrade may take (about 10 ms on a real cluster).
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The WebSocket subprotocol of one connection per upgrade.
 const V4: &str = "v4.channel.k8s.io";

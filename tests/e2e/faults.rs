@@ -192,3 +192,68 @@ async fn an_exec_token_the_api_server_starts_refusing_is_renewed_from_the_plugin
     eprintln!("expiring exec token: the plugin ran {runs} times");
     assert!((2..=6).contains(&runs), "the plugin ran {runs} times: once at the start, then again after the 401s");
 }
+
+#[tokio::test]
+async fn port_forward_forbidden_by_rbac_says_which_permission_is_missing() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.forbid("pods");
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let a = loop {
+        let a = get(d.port, "alpaca.example.com", "/").await;
+        if a.status != 503 {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("403 page:\n{}", a.body);
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert!(a.body.contains("pods/portforward") && a.body.contains("forbidden"), "{}", a.body);
+    assert!(a.body.contains("RBAC") && a.body.contains("create"), "the page says what to grant: {}", a.body);
+}
+
+#[tokio::test]
+async fn a_pod_gone_between_table_and_upgrade_costs_no_request() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(serving(&d, "alpaca.example.com").await, "{}", d.log());
+    // The Pod object goes; its endpoint stays in the table (the
+    // EndpointSlice is not updated yet): its port-forward gets 404.
+    c.api.delete(crate::support::apiserver::resources::PODS, "default", "alpaca-1");
+    let before = c.api.requests().len();
+    for i in 0..20 {
+        let a = get(d.port, "alpaca.example.com", "/").await;
+        assert_eq!(a.status, 200, "request {i}: {}", a.body);
+        assert_eq!(a.pod().as_deref(), Some("alpaca-0"), "request {i}");
+    }
+    let after = c.api.requests().split_off(before);
+    let tries = after.iter().filter(|r| r.contains("/pods/alpaca-1/portforward")).count();
+    // One request's try, and perhaps one by the pool refilling its warm spare.
+    assert!(tries <= 2, "the gone pod is passed over after its 404: {after:#?}");
+}
+
+#[tokio::test]
+async fn a_kubelet_that_never_answers_the_upgrade_times_out_and_another_pod_answers() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.hang_portforwards("alpaca-1");
+    let d = Devingress::up(&c.kubeconfig, &["--port-forward", "v4", "--no-pool"]).await;
+    assert!(serving(&d, "alpaca.example.com").await, "{}", d.log());
+    let started = Instant::now();
+    let mut pods = Vec::new();
+    for _ in 0..4 {
+        let a = tokio::time::timeout(Duration::from_secs(30), get(d.port, "alpaca.example.com", "/"))
+            .await
+            .expect("an answer");
+        assert_eq!(a.status, 200, "{}", a.body);
+        pods.push(a.pod().unwrap());
+    }
+    eprintln!("a hanging kubelet: 4 requests answered in {:?} by {pods:?}", started.elapsed());
+    assert!(pods.iter().all(|p| p == "alpaca-0"), "{pods:?}");
+    assert!(d.log().contains("did not answer the port-forward upgrade within 10s"), "{}", d.log());
+    // After one upgrade that timed out, the pod is passed over: the other
+    // requests did not wait on it.
+    let tries = c.api.requests().iter().filter(|r| r.contains("/pods/alpaca-1/portforward")).count();
+    assert_eq!(tries, 1, "{:#?}", c.api.requests());
+}

@@ -55,6 +55,9 @@ pub struct Shared {
     /// Requests other than port-forwards answered with an error until a
     /// deadline: `(until, code, Retry-After seconds)`.
     pub failing: Mutex<Option<(std::time::Instant, u16, Option<u64>)>>,
+    /// Pods whose port-forward upgrades are taken and never answered, as
+    /// by a kubelet that hangs.
+    pub hanging: Mutex<HashSet<String>>,
     /// Bumped to cut every watch in progress mid-stream.
     pub watch_cuts: tokio::sync::watch::Sender<u64>,
     /// The bearer token it takes now (rotated by tests of expiring credentials).
@@ -119,6 +122,7 @@ impl FakeApiServer {
             gateway_api: std::sync::atomic::AtomicBool::new(false),
             spdy_tunnel: std::sync::atomic::AtomicBool::new(true),
             failing: Mutex::new(None),
+            hanging: Mutex::new(HashSet::new()),
             watch_cuts: tokio::sync::watch::Sender::new(0),
             token: Mutex::new("devingress-test-token".into()),
             audit: AtomicU64::new(1),
@@ -285,6 +289,11 @@ impl FakeApiServer {
     /// failing API server does.
     pub fn fail_for(&self, how_long: std::time::Duration, code: u16, retry_after: Option<u64>) {
         *self.shared.failing.lock().unwrap() = Some((std::time::Instant::now() + how_long, code, retry_after));
+    }
+
+    /// From now on, port-forward upgrades to `pod` are read and never answered.
+    pub fn hang_portforwards(&self, pod: &str) {
+        self.shared.hanging.lock().unwrap().insert(pod.to_string());
     }
 
     /// Cuts every watch in progress mid-stream (the connection breaks

@@ -35,6 +35,9 @@ pub async fn handle(
 ) -> Response<Body> {
     let ns = ap.namespace.clone().unwrap_or_default();
     let pod = ap.name.clone().unwrap_or_default();
+    if shared.hanging.lock().unwrap().contains(&pod) {
+        std::future::pending::<()>().await;
+    }
     let key = Store::key(&ap.resource, &ns, &pod);
     let uid = {
         let store = shared.store.lock().unwrap();
