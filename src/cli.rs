@@ -211,6 +211,11 @@ pub struct UpArgs {
     /// Connection pool limits.
     #[command(flatten)]
     pub pool: PoolArgs,
+    /// When the kubeconfig's current context changes while running
+    /// (`kubectl config use-context`), start again on the new one. Without
+    /// it, devingress keeps serving its context and says that it changed.
+    #[arg(long)]
+    pub follow_context: bool,
 }
 
 /// Which Ingresses are served, by IngressClass.

@@ -14,6 +14,7 @@ pub mod exec_credentials;
 pub mod gateway;
 pub mod kubeclient;
 pub mod kubeconfig;
+pub mod kubeconfig_watch;
 pub mod lb;
 pub mod listen;
 pub mod logs;

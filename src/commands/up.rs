@@ -105,6 +105,13 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
         let handles = Handles { hub: hub.clone(), actions: action_tx, contexts: info.contexts.clone() };
         tokio::spawn(control.serve(handles));
     }
+    let kubeconfig_watch = crate::kubeconfig_watch::KubeconfigWatch {
+        files: info.kubeconfig.clone(),
+        serving: info.context.clone(),
+        explicit_context: args.cluster.context.is_some(),
+        follow: args.follow_context,
+    };
+    let mut followed = tokio::spawn(kubeconfig_watch.run(hub.kubeconfig_changed.clone()));
     tokio::spawn(build_tables(watch.clone(), policy, table_tx));
     tokio::spawn(ensure_class_once_synced(client.clone(), watch.clone(), table_rx.clone(), args.default_class));
     let (stop_gateways, gateways_stop_rx) = oneshot::channel();
@@ -239,6 +246,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     servers.push(tokio::spawn(proxy::serve(listener, None, proxy, stopped(stop), args.shutdown_timeout)));
     let exit = tokio::select! {
         () = shutdown => Exit::Stopped,
+        Ok(context) = &mut followed => Exit::SwitchContext(context),
         action = actions.recv() => match action {
             Some(Action::SwitchContext(context)) => Exit::SwitchContext(context),
             Some(Action::Down) | None => {
@@ -247,6 +255,7 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
             }
         },
     };
+    followed.abort();
     tracing::info!("shutting down: waiting up to {:?} for requests in flight", args.shutdown_timeout);
     let _ = stop_tx.send(true);
     for s in servers {

@@ -46,6 +46,8 @@ pub struct StatusHub {
     trusted: Mutex<Option<(Instant, bool)>>,
     lb_stats: Arc<LbStats>,
     lb_report: Mutex<Option<watch::Receiver<Arc<LbReport>>>>,
+    /// Set while the kubeconfig's current context is not the served one.
+    pub kubeconfig_changed: crate::kubeconfig_watch::Notice,
 }
 
 impl StatusHub {
@@ -64,6 +66,7 @@ impl StatusHub {
             trusted: Mutex::new(None),
             lb_stats: Arc::new(LbStats::default()),
             lb_report: Mutex::new(None),
+            kubeconfig_changed: Arc::default(),
         }
     }
 
@@ -173,6 +176,7 @@ impl StatusHub {
                 problem: self.health.problem(),
                 contexts: self.cluster.contexts.clone(),
                 kubeconfig: self.cluster.kubeconfig.iter().map(|p| p.display().to_string()).collect(),
+                kubeconfig_changed: self.kubeconfig_changed.lock().expect("status lock").clone(),
             },
             listeners: self.listeners.lock().expect("status lock").clone(),
             tls: self.tls(),

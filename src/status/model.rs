@@ -54,6 +54,10 @@ pub struct ClusterStatus {
     /// Every context in the kubeconfig (one may switch to them).
     #[serde(default)]
     pub contexts: Vec<String>,
+    /// The kubeconfig was edited to another current context while running
+    /// (what it says, and how to switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_changed: Option<String>,
 }
 
 /// Where devingress listens.

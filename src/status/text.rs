@@ -38,6 +38,9 @@ pub fn render(s: &Status) -> String {
         s.cluster.server,
         s.cluster.version.as_deref().map(|v| format!(", Kubernetes {v}")).unwrap_or_default()
     ));
+    if let Some(changed) = &s.cluster.kubeconfig_changed {
+        o.push_str(&format!("          ! {changed}\n"));
+    }
     let mut listen = Vec::new();
     if let Some(a) = &s.listeners.http {
         listen.push(format!("http://{a}"));

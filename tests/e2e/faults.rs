@@ -257,3 +257,59 @@ async fn a_kubelet_that_never_answers_the_upgrade_times_out_and_another_pod_answ
     let tries = c.api.requests().iter().filter(|r| r.contains("/pods/alpaca-1/portforward")).count();
     assert_eq!(tries, 1, "{:#?}", c.api.requests());
 }
+
+/// The daemon's status, through its control socket.
+#[cfg(unix)]
+async fn status(c: &TestCluster) -> serde_json::Value {
+    let line = crate::security::control_line(&c.kubeconfig, b"{\"command\": \"status\"}\n").await;
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Sets the kubeconfig's current context, as `kubectl config use-context` does.
+fn use_context(c: &TestCluster, context: &str) {
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for l in &mut lines {
+        if l.starts_with("current-context:") {
+            *l = format!("current-context: {context}");
+        }
+    }
+    std::fs::write(&c.kubeconfig, lines.join("\n") + "\n").unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_kubeconfig_switched_to_another_context_is_said_and_not_followed() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(serving(&d, "alpaca.example.com").await, "{}", d.log());
+    use_context(&c, "fake-again");
+    let said = "the kubeconfig's current context is now fake-again; devingress still serves fake";
+    assert!(d.wait_log(said, SETTLE).await, "{}", d.log());
+    let s = status(&c).await;
+    assert_eq!(s["cluster"]["context"], "fake");
+    assert!(s["cluster"]["kubeconfig_changed"].as_str().is_some_and(|t| t.contains("use-context fake-again")), "{s:#}");
+    assert_eq!(get(d.port, "alpaca.example.com", "/").await.status, 200, "still serving");
+    // Back to the served context: the notice goes.
+    use_context(&c, "fake");
+    assert!(d.wait_log("the kubeconfig's current context is fake again", SETTLE).await, "{}", d.log());
+    assert!(status(&c).await["cluster"].get("kubeconfig_changed").is_none());
+    assert_eq!(d.log().matches(said).count(), 1, "said once");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn follow_context_starts_again_on_the_new_current_context() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let d = Devingress::up(&c.kubeconfig, &["--follow-context"]).await;
+    assert!(serving(&d, "alpaca.example.com").await, "{}", d.log());
+    use_context(&c, "fake-again");
+    assert!(d.wait_log("starting again on it, as --follow-context asks", SETTLE).await, "{}", d.log());
+    let switched = eventually(SETTLE, || async {
+        let line = crate::security::control_line(&c.kubeconfig, b"{\"command\": \"status\"}\n").await;
+        serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|s| s["cluster"]["context"] == "fake-again")
+    });
+    assert!(switched.await, "{}", d.log());
+}

@@ -294,7 +294,7 @@ async fn the_status_page_only_shows_and_only_for_its_own_name() {
 
 /// Sends one line on the daemon's control socket and reads the answer.
 #[cfg(unix)]
-async fn control_line(kubeconfig: &Path, line: &[u8]) -> String {
+pub(crate) async fn control_line(kubeconfig: &Path, line: &[u8]) -> String {
     let mut s = tokio::net::UnixStream::connect(runtime_dir(kubeconfig).join("control.sock")).await.unwrap();
     let _ = s.write_all(line).await;
     let mut out = Vec::new();
