@@ -65,7 +65,9 @@ pub async fn run(args: UpArgs, data_dir: Option<PathBuf>, shutdown: impl Future<
     let (client, info) = super::connect_loaded(kubeconfig).await?;
     let control = match ControlServer::bind(&socket).await {
         Ok(c) => Some(c),
-        Err(e @ ControlError::AlreadyRunning { .. }) => return Ok(already_running(e)),
+        Err(e @ (ControlError::AlreadyRunning { .. } | ControlError::Starting { .. })) => {
+            return Ok(already_running(e));
+        }
         Err(e) => {
             tracing::warn!("{e}; `devingress status`, `down` and `logs` cannot reach this daemon");
             None

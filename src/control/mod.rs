@@ -74,6 +74,12 @@ pub enum ControlError {
         /// How many hosts it serves.
         hosts: usize,
     },
+    /// Another daemon holds the lock and is starting (it does not answer yet).
+    #[error("devingress is already running (another `up` holds {lock} and is starting)")]
+    Starting {
+        /// The lock file.
+        lock: String,
+    },
     /// The socket or its directory could not be made or used.
     #[error("control socket {path}: {source}")]
     Io {

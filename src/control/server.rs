@@ -17,6 +17,11 @@ pub struct ControlServer {
     path: PathBuf,
     #[cfg(unix)]
     listener: tokio::net::UnixListener,
+    /// Held while the daemon runs (the OS lets go of it when the process
+    /// ends, however it ends): two `up` started at once cannot both pass
+    /// the check for a running daemon and both take the socket.
+    #[cfg(unix)]
+    _lock: std::fs::File,
 }
 
 /// What requests may act on.
@@ -43,6 +48,17 @@ impl ControlServer {
             if let Some(dir) = path.parent() {
                 crate::paths::private_dir(dir).map_err(io)?;
             }
+            let lock_path = path.with_extension("lock");
+            let Some(lock) = take_lock(&lock_path).map_err(io)? else {
+                // Another `up` holds it: it answers once it has started.
+                for _ in 0..50 {
+                    if let Some(running) = super::client::already_running(path).await {
+                        return Err(running);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                return Err(ControlError::Starting { lock: lock_path.display().to_string() });
+            };
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::debug!("removed a control socket left by a crash: {}", path.display()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -50,7 +66,7 @@ impl ControlServer {
             }
             let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-            Ok(ControlServer { path: path.to_path_buf(), listener })
+            Ok(ControlServer { path: path.to_path_buf(), listener, _lock: lock })
         }
         #[cfg(windows)]
         {
@@ -102,6 +118,22 @@ impl ControlServer {
             };
             tokio::spawn(answer(stream, handles.clone()));
         }
+    }
+}
+
+/// Takes the daemon's lock file, unless another process holds it.
+#[cfg(unix)]
+fn take_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    // SAFETY: flock on a descriptor this function owns; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(file));
+    }
+    match std::io::Error::last_os_error() {
+        e if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        e => Err(e),
     }
 }
 

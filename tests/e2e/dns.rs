@@ -340,3 +340,151 @@ async fn dig_gets_the_same_answers_over_udp_and_tcp() {
     let tcp = dig(addr, &["+tcp", &long, "ANY"]).await;
     assert!(tcp.contains("ANSWER: 2"), "{tcp}");
 }
+
+/// Whether `text` reads as a hosts file: each line blank, a comment, or an
+/// address and names.
+fn parses_as_hosts(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        let mut words = l.split_whitespace();
+        match words.next() {
+            None => true,
+            Some(ip) => ip.parse::<std::net::IpAddr>().is_ok() && words.next().is_some(),
+        }
+    })
+}
+
+#[tokio::test]
+async fn two_ups_at_once_only_one_touches_the_hosts_file() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let original = "127.0.0.1\tlocalhost\n# mine\n10.1.2.3 printer.lan\n";
+    std::fs::write(&hosts, original).unwrap();
+    let read = || std::fs::read_to_string(&hosts).unwrap();
+    let start = || {
+        std::process::Command::new(crate::support::devingress::BIN)
+            .args(["up", "--http-port", "0", "--https-port", "0", "--dns-port", "0", "--hosts-file"])
+            .arg(&hosts)
+            .env("KUBECONFIG", &c.kubeconfig)
+            .env("DEVINGRESS_DATA_DIR", c.dir.path().join("data"))
+            .env("DEVINGRESS_RUNTIME_DIR", crate::support::devingress::runtime_dir(&c.kubeconfig))
+            .env("DEVINGRESS_SYSTEM_ROOT", c.dir.path().join("system"))
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..5 {
+        let mut both = [start(), start()];
+        // One of them says another runs and exits; the other serves.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let loser = loop {
+            if let Some(i) = (0..2).find(|&i| matches!(both[i].try_wait(), Ok(Some(_)))) {
+                break i;
+            }
+            assert!(std::time::Instant::now() < deadline, "round {round}: neither exited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let [first, second] = both;
+        let (mut loser, mut winner) = if loser == 0 { (first, second) } else { (second, first) };
+        let out = loser.wait_with_output_ref();
+        assert!(out.0.success(), "round {round}: {}", out.1);
+        assert!(out.1.contains("already running"), "round {round}: {}", out.1);
+        assert!(eventually(SETTLE, || async { read().contains("alpaca.example.com") }).await, "round {round}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(matches!(winner.try_wait(), Ok(None)), "round {round}: the other one serves");
+        assert_eq!(read().matches("# BEGIN devingress").count(), 1, "round {round}: {}", read());
+        let _ = std::process::Command::new("kill").args(["-TERM", &winner.id().to_string()]).status();
+        let status = tokio::task::spawn_blocking(move || winner.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "round {round}");
+        assert_eq!(read(), original, "round {round}: restored byte for byte");
+    }
+}
+
+trait WaitRef {
+    /// The exit status and standard error of a child that has exited.
+    fn wait_with_output_ref(&mut self) -> (std::process::ExitStatus, String);
+}
+
+impl WaitRef for std::process::Child {
+    fn wait_with_output_ref(&mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let status = self.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_a_thousand_table_changes_never_breaks_the_hosts_file() {
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let original = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n# mine\n10.1.2.3 printer.lan\n";
+    std::fs::write(&hosts, original).unwrap();
+    let path = hosts.display().to_string();
+    let read = || std::fs::read_to_string(&hosts).unwrap();
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("seed {seed}");
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut changes = 0;
+    let mut rewrites = 0;
+    let mut round = 0;
+    while changes < 1000 {
+        round += 1;
+        let d = Devingress::up(&c.kubeconfig, &["--hosts-file", &path]).await;
+        assert!(eventually(SETTLE, || async { read().contains("alpaca.example.com") }).await, "{}", d.log());
+        // A change every 1-3 ms; a kill at a random moment among them.
+        let kill_after = 20 + random(180);
+        let mut last = read();
+        for i in 0..kill_after {
+            let n = changes + i;
+            if n % 2 == 0 {
+                c.ingress(
+                    "default",
+                    &format!("churn-{}", n % 7),
+                    json!({"rules": [{"host": format!("churn{n}.example.com"), "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "bandicoot", "port": {"number": 8080}}}}]}}]}),
+                );
+            } else {
+                c.api.delete(
+                    crate::support::apiserver::resources::INGRESSES,
+                    "default",
+                    &format!("churn-{}", (n - 1) % 7),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1 + random(3))).await;
+            let now = read();
+            if now != last {
+                rewrites += 1;
+                last = now;
+            }
+        }
+        changes += kill_after;
+        drop(d); // SIGKILL
+        let text = read();
+        assert!(text.starts_with(original), "round {round}: the user's lines changed:\n{text}");
+        assert!(parses_as_hosts(&text), "round {round}: not a hosts file:\n{text}");
+        assert!(text.matches("# BEGIN devingress").count() <= 1, "round {round}:\n{text}");
+    }
+    eprintln!("{changes} table changes, {rewrites} rewrites of the hosts file seen, {round} kills");
+    assert!(rewrites >= round, "the kills came while the file was being rewritten");
+    // The next start takes back what the last one left; a clean stop restores the file.
+    let d = Devingress::up(&c.kubeconfig, &["--hosts-file", &path]).await;
+    assert!(eventually(SETTLE, || async { read().contains("alpaca.example.com") }).await);
+    let (status, log) = d.stop(Duration::from_secs(15)).await;
+    assert!(status.unwrap().success(), "{log}");
+    assert_eq!(read(), original, "restored byte for byte");
+}
