@@ -1,0 +1,9 @@
+//! A TLS ClientHello through the certificate choice by SNI. The checks are in checks.rs.
+
+#![no_main]
+
+#[path = "checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::client_hello(data));

@@ -1,0 +1,60 @@
+//! The fuzz targets' checks (fuzz/fuzz_targets/checks.rs) over their seed
+//! corpus and over every input a fuzz run found to crash
+//! (fuzz/regressions), so that each crash stays fixed.
+
+#[path = "../fuzz/fuzz_targets/checks.rs"]
+mod checks;
+
+use std::path::Path;
+
+/// Runs `check` on every file of fuzz/corpus/`target` and
+/// fuzz/regressions/`target`; returns how many.
+fn run(target: &str, check: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut n = 0;
+    for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{} fails its check", e.path().display());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn routing_table_corpus_and_regressions() {
+    assert!(run("routing_table", checks::routing_table) >= 4);
+}
+
+#[test]
+fn dns_query_corpus() {
+    assert!(run("dns_query", checks::dns_query) >= 7);
+}
+
+#[test]
+fn control_line_corpus() {
+    assert!(run("control_line", checks::control_line) >= 6);
+}
+
+#[test]
+fn client_hello_corpus() {
+    assert!(run("client_hello", checks::client_hello) >= 4);
+}
+
+/// Queries for a served name, a name under its domain and one under a
+/// wildcard's domain two labels down: devingress answers only the served
+/// one (the check panics on an address for a name not served).
+#[test]
+fn dns_answers_pass_the_check_for_served_and_unserved_names() {
+    let query = |name: &str| {
+        let mut m = hickory_proto::op::Message::query();
+        m.add_query(hickory_proto::op::Query::query(name.parse().unwrap(), hickory_proto::rr::RecordType::A));
+        m.to_vec().unwrap()
+    };
+    for name in ["alpaca.example.com.", "evil.example.com.", "a.b.apps.test.", "x.apps.test.", "apps.test."] {
+        checks::dns_query(&query(name));
+    }
+}
