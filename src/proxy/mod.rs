@@ -328,6 +328,11 @@ async fn forward(
         Some(CorsAnswer::None) | None => None,
     };
     let Some(ep) = backend.pick().cloned() else {
+        // Before every watcher has its first list, a Service or its
+        // endpoints may just not be loaded yet: say that, not "missing".
+        if !table.synced {
+            return pages::loading(proxy.health.problem());
+        }
         return pages::unavailable(&backend);
     };
     let span = tracing::debug_span!("request", %host, %path, backend = %backend.display_name());

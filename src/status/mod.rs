@@ -184,6 +184,8 @@ impl StatusHub {
             load_balancers: self.load_balancers(),
             paused: self.paused(),
         };
-        model::build(&table, &self.stats, facts)
+        let mut status = model::build(&table, &self.stats, facts);
+        status.tasks = tokio::runtime::Handle::try_current().map(|h| h.metrics().num_alive_tasks()).unwrap_or(0);
+        status
     }
 }

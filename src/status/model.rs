@@ -209,6 +209,10 @@ pub struct Status {
     pub gateway_routes: Vec<crate::routes::gateway::table::GatewayRow>,
     /// Whether serving is paused.
     pub paused: bool,
+    /// Tasks alive in the daemon's runtime (connections, watches, timers):
+    /// a number that keeps growing under a steady load is a leak.
+    #[serde(default)]
+    pub tasks: usize,
 }
 
 /// What the model is built from, besides the table and the counters.
@@ -358,6 +362,7 @@ pub fn build(table: &RouteTable, stats: &Stats, facts: Facts) -> Status {
         load_balancers: facts.load_balancers,
         gateway_routes: table.gateway.rows(),
         paused: facts.paused,
+        tasks: 0,
     }
 }
 

@@ -204,6 +204,9 @@ async fn tls_hosts_redirect_http_to_https_unless_opted_out() {
     assert!(eventually(SETTLE, || async { get(d.port, "secure.example.com", "/a?b=c").await.status == 308 }).await);
     let a = get(d.port, "secure.example.com", "/a?b=c").await;
     assert_eq!(a.headers["location"], format!("https://secure.example.com:{port}/a?b=c"));
+    // (The 308 can come before the Services are loaded.)
+    let plain = eventually(SETTLE, || async { get(d.port, "plain.example.com", "/").await.status != 503 }).await;
+    assert!(plain, "{}", d.log());
     let plain = get(d.port, "plain.example.com", "/").await;
     assert_eq!(plain.pod().as_deref(), Some("bandicoot-0"), "{plain:?}\n{}", d.log());
     assert_eq!(get(d.port, "alpaca.example.com", "/").await.status, 200, "hosts without spec.tls are not redirected");

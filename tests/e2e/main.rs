@@ -16,6 +16,7 @@ mod replay;
 mod resolver;
 mod security;
 mod serving;
+mod soak;
 mod support;
 #[cfg(all(feature = "tray", target_os = "linux"))]
 mod tray;
