@@ -106,10 +106,6 @@ async fn a_pod_that_refuses_is_retried_on_another() {
     }
 }
 
-fn view(eps: &[(String, bool)]) -> Vec<(&str, bool)> {
-    eps.iter().map(|(p, r)| (p.as_str(), *r)).collect()
-}
-
 /// Steady GET load from `workers` clients until `stop`; returns (ok, failed, pods seen).
 fn load(
     port: u16,
@@ -174,21 +170,9 @@ async fn rolling_restart_under_load_loses_no_request() {
     // ready, the old one turns not-ready (terminating) and keeps serving for
     // a grace period, then it is deleted and its process ends.
     for i in 0..3 {
-        let new = format!("web-new-{i}");
-        c.pod("default", "web", &new, 8080).await;
-        let mut eps: Vec<(String, bool)> = current.iter().map(|p| (p.clone(), true)).collect();
-        eps.push((new.clone(), true));
-        c.endpoints("default", "web", "", 8080, &view(&eps));
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let old = current.remove(0);
-        eps.iter_mut().filter(|(p, _)| *p == old).for_each(|e| e.1 = false);
-        c.endpoints("default", "web", "", 8080, &view(&eps));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c.api.delete(PODS, "default", &old);
-        c.pods.retain(|p| p.name != old);
-        eps.retain(|(p, _)| *p != old);
-        c.endpoints("default", "web", "", 8080, &view(&eps));
-        current.push(new);
+        let old = c.roll_one("default", "web", 8080, &mut current, &format!("web-new-{i}")).await;
+        c.api.delete(PODS, "default", &old.name);
+        drop(old);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

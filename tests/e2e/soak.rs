@@ -247,25 +247,11 @@ async fn soak_under_churn_loses_nothing_and_does_not_grow() {
         if tick % 30 == 0 {
             roll += 1;
             for i in 0..3 {
-                let new = format!("web-r{roll}-{i}");
-                c.pod("default", "web", &new, 8080).await;
-                let mut eps: Vec<(String, bool)> = current.iter().map(|p| (p.clone(), true)).collect();
-                eps.push((new.clone(), true));
-                c.endpoints("default", "web", "", 8080, &view(&eps));
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                let old = current.remove(0);
-                eps.iter_mut().filter(|(p, _)| *p == old).for_each(|e| e.1 = false);
-                c.endpoints("default", "web", "", 8080, &view(&eps));
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                let old = c.roll_one("default", "web", 8080, &mut current, &format!("web-r{roll}-{i}")).await;
                 // The pod's process gets its grace period, as SIGTERM gives
                 // it: what it serves (a long download, a WebSocket)
                 // finishes; then it stops and its Pod object goes.
-                if let Some(i) = c.pods.iter().position(|p| p.name == old) {
-                    terminating.push((Instant::now(), c.pods.remove(i)));
-                }
-                eps.retain(|(p, _)| *p != old);
-                c.endpoints("default", "web", "", 8080, &view(&eps));
-                current.push(new);
+                terminating.push((Instant::now(), old));
             }
         }
         let (done, still): (Vec<_>, Vec<_>) = terminating.into_iter().partition(|(since, _)| since.elapsed() >= GRACE);
@@ -313,10 +299,6 @@ async fn soak_under_churn_loses_nothing_and_does_not_grow() {
     assert!(last.1.saturating_sub(first.1) < 64 * 1024, "RSS grew from {} to {} KiB", first.1, last.1);
     assert!(last.2 <= first.2 + 32, "file descriptors grew from {} to {}", first.2, last.2);
     assert!(last.3 <= first.3 + 64, "tasks grew from {} to {}", first.3, last.3);
-}
-
-fn view(eps: &[(String, bool)]) -> Vec<(&str, bool)> {
-    eps.iter().map(|(p, r)| (p.as_str(), *r)).collect()
 }
 
 /// GET over a new TLS connection with SNI `host`, trusting only `ca`.

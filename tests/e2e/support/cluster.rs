@@ -104,6 +104,40 @@ impl TestCluster {
         );
     }
 
+    /// One step of a Deployment's rolling update of Service `svc` (port
+    /// `port`, one EndpointSlice): pod `new` starts and is ready beside
+    /// `current`; 150 ms later the oldest of `current` turns not-ready
+    /// (terminating); 300 ms later it leaves the endpoints and `new` joins
+    /// `current`. Returns the old pod's server, taken out of `pods`: the
+    /// caller says when its process stops and its Pod object goes.
+    pub async fn roll_one(
+        &mut self,
+        ns: &str,
+        svc: &str,
+        port: u16,
+        current: &mut Vec<String>,
+        new: &str,
+    ) -> PodServer {
+        let write = |c: &Self, eps: &[(String, bool)]| {
+            let view: Vec<(&str, bool)> = eps.iter().map(|(p, r)| (p.as_str(), *r)).collect();
+            c.endpoints(ns, svc, "", port, &view);
+        };
+        self.pod(ns, svc, new, port).await;
+        let mut eps: Vec<(String, bool)> = current.iter().map(|p| (p.clone(), true)).collect();
+        eps.push((new.to_string(), true));
+        write(self, &eps);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let old = current.remove(0);
+        eps.iter_mut().filter(|(p, _)| *p == old).for_each(|e| e.1 = false);
+        write(self, &eps);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        eps.retain(|(p, _)| *p != old);
+        write(self, &eps);
+        current.push(new.to_string());
+        let i = self.pods.iter().position(|p| p.name == old).expect("the old pod's server");
+        self.pods.remove(i)
+    }
+
     /// A `type: LoadBalancer` Service `name` in `ns` with `ports` (Service
     /// port objects), created at `created` (RFC 3339) so that tests can
     /// order Services by age.
