@@ -235,11 +235,17 @@ impl FakeApiServer {
 
     /// Writes a kubeconfig for this server (context `fake`) and returns its path.
     pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        self.write_kubeconfig_for(dir, &format!("    token: {}\n", self.token()))
+    }
+
+    /// Writes `dir/kubeconfig` with contexts `fake` (current) and
+    /// `fake-again` for this server, whose user is `user` (the YAML under
+    /// `user:`, indented by four spaces).
+    fn write_kubeconfig_for(&self, dir: &Path, user: &str) -> PathBuf {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let yaml = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\n- name: fake-again\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n    token: {}\n",
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: fake-user\n- name: fake-again\n  context:\n    cluster: fake-cluster\n    user: fake-user\nusers:\n- name: fake-user\n  user:\n{user}",
             self.url(),
-            self.token()
         );
         let path = dir.join("kubeconfig");
         std::fs::write(&path, yaml).expect("write kubeconfig");
@@ -263,7 +269,6 @@ impl FakeApiServer {
     /// ExecCredential and counts its runs in `token_file` + `.runs`, as
     /// EKS's, GKE's and AKS's plugins give short-lived tokens.
     pub fn write_exec_kubeconfig(&self, dir: &Path, token_file: &Path) -> PathBuf {
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let script = dir.join("token-plugin.sh");
         let runs = format!("{}.runs", token_file.display());
         std::fs::write(
@@ -274,14 +279,13 @@ impl FakeApiServer {
             ),
         )
         .expect("write plugin");
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake-cluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n    user: exec-user\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"{}\"]\n      interactiveMode: Never\n",
-            self.url(),
-            script.display()
-        );
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, yaml).expect("write kubeconfig");
-        path
+        self.write_kubeconfig_for(
+            dir,
+            &format!(
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"{}\"]\n      interactiveMode: Never\n",
+                script.display()
+            ),
+        )
     }
 
     /// Answers every request but port-forwards with `code` (429 with
