@@ -156,19 +156,13 @@ pub struct Answer {
 #[derive(Clone)]
 pub struct Upstream {
     pool: Arc<Pool>,
-    /// Pods whose port-forward could not be opened, and when.
-    failing: Arc<std::sync::Mutex<std::collections::HashMap<PodEndpoint, std::time::Instant>>>,
 }
-
-/// How long a pod whose port-forward could not be opened gets no new
-/// requests while other pods of its Service are ready.
-const PASS_OVER: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// An upstream that opens port-forwards through `kube`.
     pub fn new(kube: kube::Client, settings: PoolSettings) -> Self {
         let opener = PortForwarder::new(kube, &settings);
-        Upstream { pool: Pool::new(opener, settings), failing: Arc::default() }
+        Upstream { pool: Pool::new(opener, settings) }
     }
 
     /// The pool, for its figures and for telling it the live endpoints.
@@ -190,8 +184,8 @@ impl Upstream {
     ) -> Result<Answer, UpstreamError> {
         let replayable = hyper::body::Body::is_end_stream(&body);
         let protocol = backend.protocol;
-        let first = match self.passed_over(&first) {
-            true => backend.pick_other(&first).filter(|other| !self.passed_over(other)).unwrap_or(first),
+        let first = match self.pool.passed_over(&first) {
+            true => backend.pick_other(&first).filter(|other| !self.pool.passed_over(other)).unwrap_or(first),
             false => first,
         };
         let err = match self.send_once(protocol, &first, head, body).await {
@@ -234,9 +228,9 @@ impl Upstream {
     }
 
     /// Why no connection to `ep` could be made, in the user's terms; the
-    /// pod is passed over for a while (see [`Upstream::passed_over`]).
+    /// pod is passed over for a while (see [`Pool::passed_over`]).
     fn cannot_connect(&self, ep: &PodEndpoint, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
-        self.failing.lock().expect("failing lock").insert(ep.clone(), std::time::Instant::now());
+        self.pool.mark_failing(ep);
         let mut cause = Some(e);
         while let Some(c) = cause {
             if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
@@ -251,21 +245,6 @@ impl Upstream {
             cause = c.source();
         }
         UpstreamError::Connect { endpoint: ep.to_string(), reason: describe_error(e) }
-    }
-
-    /// Whether new requests should go to another pod than `ep`: its last
-    /// port-forward could not be opened (pod gone, kubelet not answering,
-    /// forbidden) less than [`PASS_OVER`] ago.
-    fn passed_over(&self, ep: &PodEndpoint) -> bool {
-        let mut failing = self.failing.lock().expect("failing lock");
-        match failing.get(ep) {
-            Some(when) if when.elapsed() < PASS_OVER => true,
-            Some(_) => {
-                failing.remove(ep);
-                false
-            }
-            None => false,
-        }
     }
 
     async fn send_once(

@@ -115,13 +115,25 @@ pub struct Pool {
     slots: Mutex<HashMap<Key, Slot>>,
     /// Endpoints currently in the routing table; connections to others are not kept.
     live: Mutex<HashSet<PodEndpoint>>,
+    /// Endpoints whose port-forward could not be opened, and when.
+    failing: Mutex<HashMap<PodEndpoint, Instant>>,
 }
+
+/// How long a pod whose port-forward could not be opened is passed over:
+/// no new requests while its Service has other ready pods, and no warm
+/// spares opened to it.
+const PASS_OVER: Duration = Duration::from_secs(30);
 
 impl Pool {
     /// A pool opening connections with `opener`. Starts its idle reaper.
     pub fn new(opener: PortForwarder, settings: PoolSettings) -> Arc<Self> {
-        let pool =
-            Arc::new(Pool { opener, settings, slots: Mutex::new(HashMap::new()), live: Mutex::new(HashSet::new()) });
+        let pool = Arc::new(Pool {
+            opener,
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashSet::new()),
+            failing: Mutex::new(HashMap::new()),
+        });
         tokio::spawn(reap(Arc::downgrade(&pool)));
         pool
     }
@@ -222,9 +234,33 @@ impl Pool {
         }
     }
 
+    /// Notes that a port-forward to `ep` could not be opened: it is passed
+    /// over for [`PASS_OVER`].
+    pub fn mark_failing(&self, ep: &PodEndpoint) {
+        self.failing.lock().expect("pool lock").insert(ep.clone(), Instant::now());
+    }
+
+    /// Whether `ep`'s port-forward could not be opened less than
+    /// [`PASS_OVER`] ago (pod gone, kubelet not answering, forbidden).
+    pub fn passed_over(&self, ep: &PodEndpoint) -> bool {
+        let mut failing = self.failing.lock().expect("pool lock");
+        match failing.get(ep) {
+            Some(when) if when.elapsed() < PASS_OVER => true,
+            Some(_) => {
+                failing.remove(ep);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Opens connections in the background until the endpoint has its warm spares.
     fn top_up(self: &Arc<Self>, key: &Key) {
-        if !self.settings.enabled || self.settings.warm_per_endpoint == 0 || !self.is_live(&key.endpoint) {
+        if !self.settings.enabled
+            || self.settings.warm_per_endpoint == 0
+            || !self.is_live(&key.endpoint)
+            || self.passed_over(&key.endpoint)
+        {
             return;
         }
         let wanted = {
@@ -257,7 +293,12 @@ impl Pool {
                         slot.shared = Some((c, ended, Instant::now()))
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(endpoint = %key.endpoint, "warming a connection failed: {e}"),
+                    Err(e) => {
+                        tracing::debug!(endpoint = %key.endpoint, "warming a connection failed: {e}");
+                        if matches!(e, ConnectError::PortForward(_)) {
+                            pool.mark_failing(&key.endpoint);
+                        }
+                    }
                 }
             });
         }
