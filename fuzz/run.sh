@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 seconds="${1:-60}"
 profile=(${2:-})
 cargo +nightly fuzz build -s none "${profile[@]}"
-for target in routing_table dns_query control_line client_hello; do
+for target in routing_table dns_query control_line client_hello http_connection; do
   mkdir -p "found/$target"
   echo "== $target, ${seconds}s"
   log="found/$target.log"

@@ -4,13 +4,23 @@
 //! property.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use devingress::cluster::{GatewayObjects, Snapshot};
 use devingress::control::Request;
-use devingress::dns::{Answer, answer};
+use devingress::dns::{Answer, DnsHandler, answer};
 use devingress::routes::RouteTable;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request as DnsRequest, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
 use serde_json::Value;
 
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Option<Arc<T>> {
@@ -124,15 +134,108 @@ fn served(name: &str) -> bool {
         || name.strip_suffix(".apps.test").is_some_and(|label| !label.is_empty() && !label.contains('.'))
 }
 
-/// DNS packets through devingress's answer: never an address for a name
-/// that is not served.
+/// A response handler that keeps the response, encoded as it would be sent.
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<Option<Vec<u8>>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Kept {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::new();
+        let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+        *self.0.lock().unwrap() = Some(bytes);
+        Ok(info)
+    }
+}
+
+/// devingress's DNS handler, reading [`served_table`].
+fn dns_handler() -> &'static DnsHandler {
+    static HANDLER: OnceLock<DnsHandler> = OnceLock::new();
+    HANDLER.get_or_init(|| {
+        let (table, reader) = tokio::sync::watch::channel(Arc::new(served_table().clone()));
+        // The table never changes: its sender lives as long as the process.
+        std::mem::forget(table);
+        DnsHandler::new(reader)
+    })
+}
+
+/// What devingress's DNS server sends back for the packet `data`, as
+/// hickory-server hands it to the handler: `None` when hickory-server
+/// itself answers or drops it (no header, an undecodable message, a
+/// response).
+fn dns_response(data: &[u8]) -> Option<(DnsRequest, Message)> {
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+    let request = DnsRequest::from_bytes(data.to_vec(), from, Protocol::Udp).ok()?;
+    if request.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    let kept = Kept::default();
+    {
+        let handled = dns_handler().handle_request::<_, TokioTime>(&request, kept.clone());
+        let mut handled = std::pin::pin!(handled);
+        // The handler reads the table and answers: it has nothing to wait for.
+        let Poll::Ready(_) = handled.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("the DNS handler waited on something");
+        };
+    }
+    let bytes = kept.0.lock().unwrap().take().expect("the DNS handler sent no response");
+    let response = Message::from_vec(&bytes).expect("the DNS handler's response does not decode");
+    Some((request, response))
+}
+
+/// DNS packets through devingress's DNS handler (as hickory-server passes
+/// them on): an answer for every query hickory-server passes on, the
+/// request's id and the right error code; never an address for a name that
+/// is not served, and always one for a served name.
 pub fn dns_query(data: &[u8]) {
-    let Ok(message) = Message::from_vec(data) else { return };
-    for query in &message.queries {
+    if let Ok(message) = Message::from_vec(data) {
+        for query in &message.queries {
+            let name = query.name().to_ascii();
+            if let Answer::Addresses(ips) = answer(served_table(), &name, query.query_type()) {
+                assert!(served(&name), "an address for {name:?}, which is not served");
+                assert!(ips.iter().all(|ip| ip.is_loopback()), "{ips:?}");
+            }
+        }
+    }
+    let Some((request, response)) = dns_response(data) else { return };
+    assert_eq!(response.metadata.id, request.metadata.id, "the response's id");
+    assert_eq!(response.metadata.message_type, MessageType::Response);
+    let queries = request.queries.queries();
+    let code = response.metadata.response_code;
+    if request.metadata.op_code != OpCode::Query {
+        assert_eq!(code, ResponseCode::NotImp, "a {:?} request", request.metadata.op_code);
+    } else if queries.len() != 1 {
+        assert_eq!(code, ResponseCode::FormErr, "a request with {} queries", queries.len());
+    }
+    for record in &response.answers {
+        let name = record.name.to_ascii();
+        assert!(served(&name), "an answer for {name:?}, which is not served: {record:?}");
+        let loopback = match &record.data {
+            RData::A(a) => a.0.is_loopback(),
+            RData::AAAA(aaaa) => aaaa.0.is_loopback(),
+            _ => false,
+        };
+        assert!(loopback, "an answer that is no loopback address: {record:?}");
+    }
+    if let ([query], OpCode::Query) = (queries, request.metadata.op_code) {
         let name = query.name().to_ascii();
-        if let Answer::Addresses(ips) = answer(served_table(), &name, query.query_type()) {
-            assert!(served(&name), "an address for {name:?}, which is not served");
-            assert!(ips.iter().all(|ip| ip.is_loopback()), "{ips:?}");
+        if served(&name) {
+            assert_ne!(code, ResponseCode::NXDomain, "NXDOMAIN for {name:?}, which is served");
+            if query.query_type() == RecordType::A {
+                assert!(!response.answers.is_empty(), "no address for {name:?}, which is served");
+            }
+        } else {
+            assert!(response.answers.is_empty(), "answers for {name:?}: {:?}", response.answers);
         }
     }
 }

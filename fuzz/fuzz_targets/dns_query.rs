@@ -1,4 +1,5 @@
-//! DNS packets through the DNS answer. The checks are in checks.rs.
+//! DNS packets through devingress's DNS handler, as hickory-server hands
+//! them on. The checks are in checks.rs.
 
 #![no_main]
 

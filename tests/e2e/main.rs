@@ -5,6 +5,7 @@ mod daemon;
 mod dataplane;
 mod dns;
 mod faults;
+mod fuzz_corpus;
 mod gateway;
 mod https;
 mod installers;

@@ -1,9 +1,12 @@
-//! The fuzz targets' checks (fuzz/fuzz_targets/checks.rs) over their seed
-//! corpus and over every input a fuzz run found to crash
-//! (fuzz/regressions), so that each crash stays fixed.
+//! The fuzz targets' checks (fuzz/fuzz_targets/checks.rs and, for
+//! http_connection, http_world.rs) over their seed corpus and over every
+//! input a fuzz run found to crash (fuzz/regressions), so that each crash
+//! stays fixed.
 
-#[path = "../fuzz/fuzz_targets/checks.rs"]
+#[path = "../../fuzz/fuzz_targets/checks.rs"]
 mod checks;
+#[path = "../../fuzz/fuzz_targets/http_world.rs"]
+mod http_world;
 
 use std::path::Path;
 
@@ -44,6 +47,17 @@ fn client_hello_corpus() {
     assert!(run("client_hello", checks::client_hello) >= 4);
 }
 
+/// The HTTP/1.1 connections, through the proxy in this process: the seeds
+/// include requests each pod's rule serves, so both pods are reached.
+#[test]
+fn http_connection_corpus() {
+    assert!(run("http_connection", http_world::http_connection) >= 20);
+    let reached = http_world::reached();
+    for service in ["web", "api"] {
+        assert!(reached.iter().any(|s| s.service == service), "no seed reached a pod of {service}: {reached:?}");
+    }
+}
+
 /// Queries for a served name, a name under its domain and one under a
 /// wildcard's domain two labels down: devingress answers only the served
 /// one (the check panics on an address for a name not served).
@@ -57,4 +71,14 @@ fn dns_answers_pass_the_check_for_served_and_unserved_names() {
     for name in ["alpaca.example.com.", "evil.example.com.", "a.b.apps.test.", "x.apps.test.", "apps.test."] {
         checks::dns_query(&query(name));
     }
+    // Through the handler: two queries in one message get FORMERR, another
+    // opcode NOTIMP (the check asserts the codes).
+    let mut two = hickory_proto::op::Message::query();
+    for name in ["alpaca.example.com.", "x.apps.test."] {
+        two.add_query(hickory_proto::op::Query::query(name.parse().unwrap(), hickory_proto::rr::RecordType::A));
+    }
+    checks::dns_query(&two.to_vec().unwrap());
+    let mut update = hickory_proto::op::Message::query();
+    update.metadata.op_code = hickory_proto::op::OpCode::Update;
+    checks::dns_query(&update.to_vec().unwrap());
 }
