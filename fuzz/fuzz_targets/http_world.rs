@@ -207,6 +207,10 @@ fn may_reach(service: &str, host: &str, target: &str) -> bool {
     }
 }
 
+/// The client preface of HTTP/2 with prior knowledge, which the proxy also
+/// serves (h2c, for gRPC).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// How a client connection ends.
 #[derive(Clone, Copy, PartialEq)]
 enum End {
@@ -281,7 +285,11 @@ pub fn http_connection(data: &[u8]) {
 async fn check_one(world: &World, data: &[u8], end: End) {
     let before = world.seen.lock().unwrap().len();
     let answer = exchange(world.proxy, data, end).await;
-    if !answer.is_empty() {
+    if data.starts_with(H2_PREFACE) {
+        // HTTP/2 with prior knowledge (h2c): the proxy's first frame is its SETTINGS.
+        let settings = answer.len() >= 9 && answer[3] == 0x4 && answer[5..9] == [0, 0, 0, 0];
+        assert!(answer.is_empty() || settings, "an h2c answer that does not start with SETTINGS: {answer:?}");
+    } else if !answer.is_empty() {
         let status_line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
         let ok = (status_line.starts_with(b"HTTP/1.1 ") || status_line.starts_with(b"HTTP/1.0 "))
             && status_line.len() >= 12
