@@ -201,7 +201,9 @@ impl Upstream {
 
     /// Opens a byte stream to a ready pod of `backend` for one raw TCP
     /// connection: `first`, else, when its port-forward cannot be opened,
-    /// each other ready pod in turn. Fails only when none could be opened.
+    /// each other ready pod in turn; pods being passed over (see
+    /// [`Pool::passed_over`]) are tried last. Fails only when none could be
+    /// opened.
     pub async fn open_stream(
         &self,
         backend: &Backend,
@@ -211,8 +213,11 @@ impl Upstream {
             crate::routes::Target::Pods { ready, .. } => ready.iter().filter(|e| **e != first).cloned().collect(),
             _ => Vec::new(),
         };
+        let mut order: Vec<PodEndpoint> = std::iter::once(first).chain(others).collect();
+        // A stable sort: otherwise the picked pod first, then the table's order.
+        order.sort_by_key(|ep| self.pool.passed_over(ep));
         let mut last = None;
-        for ep in std::iter::once(first).chain(others) {
+        for ep in order {
             match self.pool.open_stream(&ep).await {
                 Ok(stream) => return Ok((ep, stream)),
                 Err(e) => {

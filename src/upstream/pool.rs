@@ -9,6 +9,7 @@
 //! way so a burst cannot overload the API server.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,8 @@ pub struct Pool {
     live: Mutex<HashSet<PodEndpoint>>,
     /// Endpoints whose port-forward could not be opened, and when.
     failing: Mutex<HashMap<PodEndpoint, Instant>>,
+    /// How many entries `failing` has: while none, a request's check takes no lock.
+    failing_count: AtomicUsize,
 }
 
 /// How long a pod whose port-forward could not be opened is passed over:
@@ -133,6 +136,7 @@ impl Pool {
             slots: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
             failing: Mutex::new(HashMap::new()),
+            failing_count: AtomicUsize::new(0),
         });
         tokio::spawn(reap(Arc::downgrade(&pool)));
         pool
@@ -237,17 +241,23 @@ impl Pool {
     /// Notes that a port-forward to `ep` could not be opened: it is passed
     /// over for [`PASS_OVER`].
     pub fn mark_failing(&self, ep: &PodEndpoint) {
-        self.failing.lock().expect("pool lock").insert(ep.clone(), Instant::now());
+        let mut failing = self.failing.lock().expect("pool lock");
+        failing.insert(ep.clone(), Instant::now());
+        self.failing_count.store(failing.len(), Ordering::Release);
     }
 
     /// Whether `ep`'s port-forward could not be opened less than
     /// [`PASS_OVER`] ago (pod gone, kubelet not answering, forbidden).
     pub fn passed_over(&self, ep: &PodEndpoint) -> bool {
+        if self.failing_count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let mut failing = self.failing.lock().expect("pool lock");
         match failing.get(ep) {
             Some(when) if when.elapsed() < PASS_OVER => true,
             Some(_) => {
                 failing.remove(ep);
+                self.failing_count.store(failing.len(), Ordering::Release);
                 false
             }
             None => false,

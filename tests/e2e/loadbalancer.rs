@@ -24,10 +24,15 @@ fn free_port() -> u16 {
 
 /// Connects to `port` on loopback and reads the pod's greeting: the pod's name.
 async fn greet(port: u16) -> Result<(BufReader<TcpStream>, String), String> {
+    greet_within(port, Duration::from_secs(10)).await
+}
+
+/// [`greet`], waiting up to `patience` for the greeting.
+async fn greet_within(port: u16, patience: Duration) -> Result<(BufReader<TcpStream>, String), String> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
     let mut r = BufReader::new(tcp);
     let mut line = String::new();
-    match tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await {
+    match tokio::time::timeout(patience, r.read_line(&mut line)).await {
         Ok(Ok(n)) if n > 0 => {}
         other => return Err(format!("no greeting: {other:?}")),
     }
@@ -163,6 +168,37 @@ async fn thirty_connections_spread_over_three_pods() {
         seen.insert(exchange(port).await.unwrap());
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+/// A pod whose kubelet takes the port-forward upgrade and never answers:
+/// the first connection that tries it waits out the upgrade's 10 s and goes
+/// to the other pod; later connections try the other pod first (the hanging
+/// one is passed over for 30 s), so none waits on it again.
+#[tokio::test]
+async fn new_connections_pass_over_a_pod_whose_kubelet_hangs() {
+    let mut c = TestCluster::start().await;
+    let port = free_port();
+    c.lb_service("default", "q", "2026-01-01T00:00:00Z", json!([{"port": port, "targetPort": 7000}]));
+    for i in 0..2 {
+        c.tcp_pod("default", "q", &format!("q-{i}"), 7000).await;
+    }
+    c.endpoints("default", "q", "", 7000, &[("q-0", true), ("q-1", true)]);
+    c.api.hang_portforwards("q-1");
+    let d = Devingress::up(&c.kubeconfig, &["--port-forward", "v4"]).await;
+    assert!(d.wait_log(&format!("default/q: 127.0.0.1:{port} -> 2 pods"), SETTLE).await, "{}", d.log());
+    let started = Instant::now();
+    let mut pods = Vec::new();
+    for i in 0..6 {
+        // The first may wait out the upgrade timeout before its greeting.
+        match greet_within(port, Duration::from_secs(30)).await {
+            Ok((_, pod)) => pods.push(pod),
+            Err(e) => panic!("connection {i}: {e}\n{}", d.log()),
+        }
+    }
+    eprintln!("a hanging kubelet: 6 connections answered in {:?} by {pods:?}", started.elapsed());
+    assert!(pods.iter().all(|p| p == "q-0"), "{pods:?}");
+    let tries = c.api.requests().iter().filter(|r| r.contains("/pods/q-1/portforward")).count();
+    assert_eq!(tries, 1, "the hanging pod is tried once, then passed over: {:#?}", c.api.requests());
 }
 
 /// The resident set size of a process, in KiB.
