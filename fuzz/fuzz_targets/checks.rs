@@ -189,7 +189,9 @@ fn dns_response(data: &[u8]) -> Option<(DnsRequest, Message)> {
         };
     }
     let bytes = kept.0.lock().unwrap().take().expect("the DNS handler sent no response");
-    let response = Message::from_vec(&bytes).expect("the DNS handler's response does not decode");
+    let response = Message::from_vec(&bytes).unwrap_or_else(|e| {
+        panic!("the DNS handler's response does not decode ({e}): {bytes:02x?}, for {:?}", request.queries)
+    });
     Some((request, response))
 }
 

@@ -64,6 +64,12 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 pub fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
+        // A write to a connection the proxy closed must be an error, not
+        // the end of the process: libFuzzer's main, unlike Rust's, leaves
+        // SIGPIPE's default action (terminate) in place.
+        // SAFETY: setting a signal's disposition to "ignore" before any
+        // thread of ours writes to a socket.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (proxy, cluster) = runtime.block_on(start(seen.clone()));

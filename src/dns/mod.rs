@@ -12,9 +12,10 @@ use std::time::Duration;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding};
 use hickory_server::Server;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
@@ -41,6 +42,24 @@ impl DnsHandler {
     }
 }
 
+/// The request's questions for the response, written out again from what
+/// was decoded, without name compression. hickory-server echoes the
+/// question section byte for byte as the client sent it; a compression
+/// pointer there into the header (whose flags differ in the response) or
+/// past the questions made the response read as another name, or not at
+/// all (found by the `dns_query` fuzz target).
+fn echoed_queries(request: &Request) -> Queries {
+    let queries = request.queries.queries();
+    let mut bytes = Vec::new();
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    let written = queries.iter().try_for_each(|q| q.emit(&mut encoder));
+    let count = if written.is_ok() { queries.len() } else { 0 };
+    let bytes = if written.is_ok() { bytes } else { Vec::new() };
+    Queries::read(&mut BinDecoder::new(&bytes), count)
+        .unwrap_or_else(|_| Queries::read(&mut BinDecoder::new(&[]), 0).expect("no questions read from nothing"))
+}
+
 /// What the server records when a response could not be sent.
 fn send_failed(request: &Request) -> ResponseInfo {
     let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
@@ -55,7 +74,8 @@ impl RequestHandler for DnsHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::new(&request.queries, None);
+        let queries = echoed_queries(request);
+        let builder = MessageResponseBuilder::new(&queries, None);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
         let queries = request.queries.queries();
