@@ -227,6 +227,9 @@ enum End {
     /// The client closes its sending side at once and reads until the
     /// proxy closes, which it must do within [`ANSWER_DEADLINE`].
     HalfClose,
+    /// The client reads until the proxy closes (after a request with
+    /// `Connection: close`), which it must do within [`ANSWER_DEADLINE`].
+    UntilClosed,
 }
 
 /// How long the proxy may be quiet before a [`End::WhenQuiet`] client
@@ -251,7 +254,7 @@ async fn exchange(proxy: SocketAddr, data: &[u8], end: End) -> Vec<u8> {
                     Ok(read) => read,
                     Err(_) => break,
                 },
-                End::HalfClose => read.await,
+                End::HalfClose | End::UntilClosed => read.await,
             };
             match read {
                 Ok(0) | Err(_) => break,
@@ -260,7 +263,7 @@ async fn exchange(proxy: SocketAddr, data: &[u8], end: End) -> Vec<u8> {
         }
     };
     if tokio::time::timeout(ANSWER_DEADLINE, read_all).await.is_err() {
-        panic!("the proxy neither answered nor closed within {ANSWER_DEADLINE:?} of the client closing its side");
+        panic!("the proxy neither answered nor closed within {ANSWER_DEADLINE:?}");
     }
     answer
 }
@@ -278,7 +281,7 @@ pub fn http_connection(data: &[u8]) {
         // Now and then: the proxy still routes a plain request to its pod.
         if world.exchanges.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
             let plain = b"GET /api/ok HTTP/1.1\r\nHost: x.apps.test\r\nConnection: close\r\n\r\n";
-            let answer = exchange(world.proxy, plain, End::WhenQuiet).await;
+            let answer = exchange(world.proxy, plain, End::UntilClosed).await;
             let text = String::from_utf8_lossy(&answer);
             assert!(
                 text.starts_with("HTTP/1.1 200") && text.ends_with("api read 0 bytes\n"),
