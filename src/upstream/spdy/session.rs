@@ -735,6 +735,11 @@ mod tests {
                                     left -= n;
                                 }
                             }
+                            "3" => {
+                                let part = Bytes::from_static(b"HTTP/1.0 200 OK\r\n\r\npart of a body");
+                                enc.encode(&Frame::Data { stream, fin: false, data: part }, &mut out);
+                                enc.encode(&Frame::RstStream { stream, status: rst::INTERNAL_ERROR }, &mut out);
+                            }
                             _ => {}
                         }
                     }
@@ -804,6 +809,20 @@ mod tests {
         let e = s.read_to_end(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
         assert!(e.to_string().contains("error forwarding port 1 to pod p"), "{e}");
+    }
+
+    /// The kubelet resets the data stream part way through an answer whose
+    /// end only the connection's end marks (HTTP/1.0, no length): what came
+    /// is read, then an error, never the end of the stream.
+    #[tokio::test]
+    async fn a_stream_the_kubelet_resets_mid_body_ends_as_an_error() {
+        let (session, _, _peer) = start(Kubelet::default());
+        let mut s = session.open(3).unwrap();
+        let mut buf = Vec::new();
+        let e = s.read_to_end(&mut buf).await.unwrap_err();
+        assert_eq!(buf, b"HTTP/1.0 200 OK\r\n\r\npart of a body");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+        assert!(e.to_string().contains("the kubelet reset the stream"), "{e}");
     }
 
     #[tokio::test]
