@@ -258,6 +258,31 @@ async fn a_kubelet_that_never_answers_the_upgrade_times_out_and_another_pod_answ
     assert_eq!(tries, 1, "{:#?}", c.api.requests());
 }
 
+/// The kubelet resets the port-forward stream part way through a pod's
+/// answer (SPDY RST_STREAM, as when the container dies mid-answer): the
+/// client's body ends in an error, never as a complete answer, and the next
+/// request is served.
+#[tokio::test]
+async fn a_stream_the_kubelet_resets_mid_body_reaches_the_client_as_an_error() {
+    use http_body_util::BodyExt;
+    let mut c = TestCluster::start().await;
+    c.examples().await;
+    c.api.reset_streams_after("bandicoot-0", 200_000);
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(serving(&d, "bandicoot.example.com").await, "{}", d.log());
+    let req = http::Request::get(format!("http://127.0.0.1:{}/download?bytes=1000000", d.port))
+        .header("host", "bandicoot.example.com")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = crate::support::devingress::http_client().request(req).await.unwrap();
+    assert_eq!(res.status(), 200, "the headers had been sent");
+    let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect()).await.expect("no hang");
+    assert!(body.is_err(), "the client sees the body fail, not a short answer: {:?}", body.map(|b| b.to_bytes().len()));
+    let a = get(d.port, "bandicoot.example.com", "/").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.pod().as_deref(), Some("bandicoot-0"));
+}
+
 /// The daemon's status, through its control socket.
 #[cfg(unix)]
 async fn status(c: &TestCluster) -> serde_json::Value {

@@ -58,6 +58,9 @@ pub struct Shared {
     /// Pods whose port-forward upgrades are taken and never answered, as
     /// by a kubelet that hangs.
     pub hanging: Mutex<HashSet<String>>,
+    /// Pods whose SPDY data streams the kubelet resets once it has passed
+    /// this many bytes of the pod's answer on (a container that dies mid-answer).
+    pub resetting: Mutex<HashMap<String, usize>>,
     /// Bumped to cut every watch in progress mid-stream.
     pub watch_cuts: tokio::sync::watch::Sender<u64>,
     /// The bearer token it takes now (rotated by tests of expiring credentials).
@@ -123,6 +126,7 @@ impl FakeApiServer {
             spdy_tunnel: std::sync::atomic::AtomicBool::new(true),
             failing: Mutex::new(None),
             hanging: Mutex::new(HashSet::new()),
+            resetting: Mutex::new(HashMap::new()),
             watch_cuts: tokio::sync::watch::Sender::new(0),
             token: Mutex::new("devingress-test-token".into()),
             audit: AtomicU64::new(1),
@@ -293,6 +297,12 @@ impl FakeApiServer {
     /// failing API server does.
     pub fn fail_for(&self, how_long: std::time::Duration, code: u16, retry_after: Option<u64>) {
         *self.shared.failing.lock().unwrap() = Some((std::time::Instant::now() + how_long, code, retry_after));
+    }
+
+    /// From now on, the kubelet resets each SPDY data stream to `pod` with
+    /// INTERNAL_ERROR once `after` bytes of the pod's answer have gone out.
+    pub fn reset_streams_after(&self, pod: &str, after: usize) {
+        self.shared.resetting.lock().unwrap().insert(pod.to_string(), after);
     }
 
     /// From now on, port-forward upgrades to `pod` are read and never answered.

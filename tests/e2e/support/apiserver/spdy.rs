@@ -201,14 +201,24 @@ async fn forward(
                 }
                 let _ = wr.shutdown().await;
             };
+            let reset_after = target.forwarded.resetting.lock().unwrap().get(&target.pod).copied();
+            let reset = std::sync::atomic::AtomicBool::new(false);
             let to_client = async {
                 let mut buf = vec![0u8; 32 * 1024];
+                let mut sent = 0;
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
+                            let n = reset_after.map_or(n, |limit| n.min(limit - sent));
                             let chunk = Bytes::copy_from_slice(&buf[..n]);
                             if out.send(Frame::Data { stream: data, fin: false, data: chunk }).await.is_err() {
+                                return;
+                            }
+                            sent += n;
+                            if reset_after == Some(sent) {
+                                let _ = out.send(Frame::RstStream { stream: data, status: rst::INTERNAL_ERROR }).await;
+                                reset.store(true, std::sync::atomic::Ordering::SeqCst);
                                 return;
                             }
                         }
@@ -221,6 +231,11 @@ async fn forward(
             tokio::select! {
                 () = &mut to_pod => { let _ = tokio::time::timeout(std::time::Duration::from_secs(1), to_client).await; }
                 () = &mut to_client => { let _ = tokio::time::timeout(std::time::Duration::from_secs(1), to_pod).await; }
+            }
+            if reset.load(std::sync::atomic::Ordering::SeqCst) {
+                // A reset stream gets nothing more.
+                let _ = out.send(Frame::Data { stream: error, fin: true, data: Bytes::new() }).await;
+                return;
             }
         }
     }
