@@ -10,6 +10,7 @@
 //! goes to Service `empty`, which has no pods. No default backend: a request
 //! for any other host must reach no pod at all.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,10 @@ pub struct Seen {
 pub struct World {
     runtime: tokio::runtime::Runtime,
     proxy: SocketAddr,
+    /// What the pods got since the last check (checked, then dropped).
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The Services whose pods any input reached.
+    reached: Mutex<BTreeSet<&'static str>>,
     exchanges: AtomicU64,
     _cluster: TestCluster,
 }
@@ -73,7 +77,7 @@ pub fn world() -> &'static World {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (proxy, cluster) = runtime.block_on(start(seen.clone()));
-        World { runtime, proxy, seen, exchanges: AtomicU64::new(0), _cluster: cluster }
+        World { runtime, proxy, seen, reached: Mutex::default(), exchanges: AtomicU64::new(0), _cluster: cluster }
     })
 }
 
@@ -184,9 +188,9 @@ async fn pod(service: &'static str, listener: TcpListener, seen: Arc<Mutex<Vec<S
     }
 }
 
-/// Every request a pod got so far.
-pub fn reached() -> Vec<Seen> {
-    world().seen.lock().unwrap().clone()
+/// The Services whose pods the inputs so far reached.
+pub fn reached() -> BTreeSet<&'static str> {
+    world().reached.lock().unwrap().clone()
 }
 
 /// The host a Host header names: no port, no trailing dot, lower case.
@@ -292,7 +296,6 @@ pub fn http_connection(data: &[u8]) {
 }
 
 async fn check_one(world: &World, data: &[u8], end: End) {
-    let before = world.seen.lock().unwrap().len();
     let answer = exchange(world.proxy, data, end).await;
     if data.starts_with(H2_PREFACE) {
         // HTTP/2 with prior knowledge (h2c): the proxy's first frame is its SETTINGS.
@@ -305,8 +308,11 @@ async fn check_one(world: &World, data: &[u8], end: End) {
             && status_line[9..12].iter().all(u8::is_ascii_digit);
         assert!(ok, "the proxy's answer does not start with a status line: {:?}", String::from_utf8_lossy(status_line));
     }
-    let reached: Vec<Seen> = world.seen.lock().unwrap()[before..].to_vec();
+    // What reached a pod since the last check (a request an earlier input
+    // left under way may land here too: it is checked all the same).
+    let reached = std::mem::take(&mut *world.seen.lock().unwrap());
     for seen in &reached {
+        world.reached.lock().unwrap().insert(seen.service);
         assert!(seen.method != "CONNECT", "a CONNECT reached a pod: {seen:?}");
         assert_eq!(seen.hosts.len(), 1, "a pod got {} Host headers: {seen:?}", seen.hosts.len());
         let host = host_of(&seen.hosts[0]);
