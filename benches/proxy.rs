@@ -9,6 +9,9 @@
 //!   naive way),
 //! - through devingress with `--port-forward v4` (pooled, but one WebSocket
 //!   upgrade per connection instead of SPDY streams in one per pod),
+//! - through devingress with `--port-forward websocket` (pooled SPDY
+//!   streams as by default, but the session tunnelled in a WebSocket, as
+//!   kubectl 1.31+ does, instead of straight after `Upgrade: SPDY/3.1`),
 //! - through `kubectl port-forward` (the machine's `/usr/bin/kubectl`), in
 //!   each of its protocols: SPDY/3.1 tunnelled in a WebSocket (its
 //!   default) and SPDY/3.1 after an HTTP/1.1 upgrade, both against the same
@@ -194,11 +197,23 @@ fn main() {
             ],
         )
         .await;
+        let tunnel_run = c.kubeconfig.with_file_name("run-tunnel");
+        let tunnel = Devingress::up_with_env(
+            &c.kubeconfig,
+            &["--port-forward", "websocket"],
+            &[
+                ("DEVINGRESS_RUNTIME_DIR", tunnel_run.as_os_str()),
+                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
+                support::bench::as_users()[0],
+            ],
+        )
+        .await;
         for (d, host) in [
             (&pooled, "bandicoot.example.com"),
             (&pooled, ROUTE_HOST),
             (&naive, "bandicoot.example.com"),
             (&v4, "bandicoot.example.com"),
+            (&tunnel, "bandicoot.example.com"),
         ] {
             for _ in 0..500 {
                 if get(d.port, host, "/").await.pod().as_deref() == Some("bandicoot-0") {
@@ -218,7 +233,8 @@ fn main() {
             })
             .collect();
         let seconds = support::bench::seconds();
-        let (pooled_pid, naive_pid, v4_pid) = (Some(pooled.pid()), Some(naive.pid()), Some(v4.pid()));
+        let (pooled_pid, naive_pid, v4_pid, tunnel_pid) =
+            (Some(pooled.pid()), Some(naive.pid()), Some(v4.pid()), Some(tunnel.pid()));
         let rows = move || {
             let mut rows = vec![
                 Row {
@@ -250,6 +266,12 @@ fn main() {
                     url: format!("http://127.0.0.1:{}/", v4.port),
                     host: "bandicoot.example.com",
                     pid: v4_pid,
+                },
+                Row {
+                    name: "devingress, pooled, SPDY in WebSocket",
+                    url: format!("http://127.0.0.1:{}/", tunnel.port),
+                    host: "bandicoot.example.com",
+                    pid: tunnel_pid,
                 },
             ];
             rows.extend(kubectl_rows.iter().cloned());
@@ -310,7 +332,14 @@ fn main() {
                         figures[1].cpu_ms_per_request / figures[4].cpu_ms_per_request,
                         figures[1].cluster_ms_per_request / figures[4].cluster_ms_per_request,
                     );
-                    for (row, k) in rows.iter().zip(&figures).skip(5) {
+                    println!(
+                        "{:<40} {label:<22} SPDY after an HTTP/1.1 upgrade is {:.2}x SPDY in a WebSocket in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                        "",
+                        figures[1].rps / figures[5].rps,
+                        figures[1].cpu_ms_per_request / figures[5].cpu_ms_per_request,
+                        figures[1].cluster_ms_per_request / figures[5].cluster_ms_per_request,
+                    );
+                    for (row, k) in rows.iter().zip(&figures).skip(6) {
                         println!(
                             "{:<40} {label:<22} devingress is {:.2}x {} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
                             "",

@@ -270,9 +270,11 @@ pub struct PoolArgs {
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_upgrades: u16,
     /// Port-forward protocol: `auto` runs many connections per upgrade
-    /// (SPDY in a WebSocket, as kubectl does; `v4` where the API server
-    /// lacks it), `v4` one WebSocket per connection.
-    #[arg(long, default_value = "auto", value_name = "PROTOCOL", value_parser = ["auto", "v4"])]
+    /// (SPDY/3.1 straight after `Upgrade: SPDY/3.1`; SPDY in a WebSocket,
+    /// then `v4`, where the API server or a proxy turns that down),
+    /// `websocket` starts at SPDY in a WebSocket (kubectl's default since
+    /// 1.31), `v4` runs one WebSocket per connection.
+    #[arg(long, default_value = "auto", value_name = "PROTOCOL", value_parser = ["auto", "websocket", "v4"])]
     pub port_forward: String,
 }
 
@@ -287,6 +289,7 @@ impl PoolArgs {
             max_concurrent_upgrades: usize::from(self.max_concurrent_upgrades),
             protocol: match self.port_forward.as_str() {
                 "v4" => crate::upstream::PortForwardProtocol::V4,
+                "websocket" => crate::upstream::PortForwardProtocol::WebSocket,
                 _ => crate::upstream::PortForwardProtocol::Auto,
             },
         }

@@ -1,14 +1,18 @@
 //! Pod port-forward through the API server, as byte streams that the
 //! upstream pool runs HTTP over and the load balancer copies TCP over.
 //!
-//! Two protocols. The default is SPDY/3.1 tunnelled in a WebSocket
-//! (`SPDY/3.1+portforward.k8s.io`, KEP-4006, on by default since
-//! Kubernetes 1.31), as kubectl speaks it: one upgrade per pod carries
-//! many connections, each a pair of streams ([`super::spdy`]). Fewer
-//! tunnels cost the API server and the kubelet less per request when many
-//! connections are open (see the README's benchmark). An API server that
-//! turns that subprotocol down gets `v4.channel.k8s.io`: one WebSocket,
-//! and so one upgrade, per connection. devingress says so once.
+//! Two protocols. The default is SPDY/3.1, as kubectl speaks it: one
+//! upgrade per pod carries many connections, each a pair of streams
+//! ([`super::spdy`]). Fewer tunnels cost the API server and the kubelet
+//! less per request when many connections are open (see the README's
+//! benchmark). The session goes straight onto the connection after
+//! `Upgrade: SPDY/3.1` (kubectl before 1.31, or with
+//! `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`), which spares both sides the
+//! WebSocket framing; where the API server or a proxy in front of it
+//! turns that down, in a WebSocket (`SPDY/3.1+portforward.k8s.io`,
+//! KEP-4006, kubectl's default since 1.31). An API server that turns both
+//! down gets `v4.channel.k8s.io`: one WebSocket, and so one upgrade, per
+//! connection. devingress says so once at each step.
 //!
 //! The upgrade request is built here and sent through the kube client;
 //! the WebSocket handshake around it is ours rather than
@@ -23,7 +27,7 @@ use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -85,11 +89,46 @@ pub enum PortForwardError {
 /// Which port-forward protocol a connection runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortForwardProtocol {
-    /// SPDY/3.1 in a WebSocket, many connections per upgrade; `v4` when
-    /// the API server turns it down.
+    /// SPDY/3.1 straight after an HTTP/1.1 upgrade, many connections per
+    /// upgrade; SPDY in a WebSocket when the API server (or a proxy in
+    /// front of it) turns that down, and `v4` when it turns both down.
     Auto,
+    /// SPDY/3.1 in a WebSocket (kubectl's default since 1.31), `v4` when
+    /// the API server lacks it.
+    WebSocket,
     /// `v4.channel.k8s.io` only: one WebSocket per connection.
     V4,
+}
+
+/// The SPDY ways of port-forwarding, from the one tried first; past the
+/// last is `v4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// `Upgrade: SPDY/3.1`: the session's frames straight on the connection.
+    Upgrade = 0,
+    /// The session's frames in binary WebSocket messages (KEP-4006).
+    WebSocket = 1,
+}
+
+/// [`PortForwarder::way`] once both SPDY ways are turned down.
+const NO_SPDY: u8 = 2;
+
+impl Way {
+    fn from_u8(n: u8) -> Option<Way> {
+        match n {
+            0 => Some(Way::Upgrade),
+            1 => Some(Way::WebSocket),
+            _ => None,
+        }
+    }
+
+    /// What the log says when this way is turned down.
+    fn fallback(self) -> &'static str {
+        match self {
+            Way::Upgrade => "SPDY in a WebSocket (SPDY/3.1+portforward.k8s.io)",
+            Way::WebSocket => "one WebSocket per connection (v4.channel.k8s.io)",
+        }
+    }
 }
 
 /// The SPDY sessions open to one pod.
@@ -99,8 +138,9 @@ type PodSessions = Arc<tokio::sync::Mutex<Vec<Session>>>;
 #[derive(Clone)]
 pub struct PortForwarder {
     client: Client,
-    /// Still trying SPDY in a WebSocket (cleared when the API server turns it down).
-    spdy: Arc<AtomicBool>,
+    /// The SPDY way tried now (a [`Way`]; [`NO_SPDY`] once the API server
+    /// has turned both down). It only moves on.
+    way: Arc<AtomicU8>,
     /// SPDY sessions by `(namespace, pod)`.
     sessions: Arc<std::sync::Mutex<HashMap<(String, String), PodSessions>>>,
     /// Caps the upgrades under way at once.
@@ -116,7 +156,11 @@ impl PortForwarder {
     pub fn new(client: Client, settings: &super::PoolSettings) -> Self {
         PortForwarder {
             client,
-            spdy: Arc::new(AtomicBool::new(settings.protocol == PortForwardProtocol::Auto)),
+            way: Arc::new(AtomicU8::new(match settings.protocol {
+                PortForwardProtocol::Auto => Way::Upgrade as u8,
+                PortForwardProtocol::WebSocket => Way::WebSocket as u8,
+                PortForwardProtocol::V4 => NO_SPDY,
+            })),
             sessions: Arc::default(),
             upgrades: Arc::new(Semaphore::new(settings.max_concurrent_upgrades.max(1))),
             share: settings.enabled,
@@ -127,16 +171,20 @@ impl PortForwarder {
     /// session to the pod (opening the session when there is none with
     /// room), or a `v4` WebSocket of its own.
     pub async fn open(&self, ep: &PodEndpoint) -> Result<Tunnel, PortForwardError> {
-        if self.spdy.load(Ordering::Relaxed) {
-            match self.open_spdy(ep).await {
+        while let Some(way) = Way::from_u8(self.way.load(Ordering::Relaxed)) {
+            match self.open_spdy(ep, way).await {
                 Ok(stream) => return Ok(Tunnel::Spdy(stream)),
                 Err(Spdy::Failed(e)) => return Err(e),
                 Err(Spdy::Unsupported(why)) => {
-                    if self.spdy.swap(false, Ordering::Relaxed) {
-                        tracing::info!(
-                            "the API server does not take port-forward over SPDY in a WebSocket ({why}; it needs \
-                             Kubernetes 1.31 or later): using one WebSocket per connection (v4.channel.k8s.io)"
-                        );
+                    let next = way as u8 + 1;
+                    if self.way.compare_exchange(way as u8, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                        let what = match way {
+                            Way::Upgrade => "port-forward over an `Upgrade: SPDY/3.1`",
+                            Way::WebSocket => {
+                                "port-forward over SPDY in a WebSocket (it needs Kubernetes 1.31 or later)"
+                            }
+                        };
+                        tracing::info!("the API server does not take {what} ({why}): using {}", way.fallback());
                     }
                 }
             }
@@ -152,15 +200,16 @@ impl PortForwarder {
         Ok(Tunnel::V4(Box::new(PortForwardStream::new(ws))))
     }
 
-    /// A stream pair in a SPDY session to the pod.
-    async fn open_spdy(&self, ep: &PodEndpoint) -> Result<SpdyStream, Spdy> {
+    /// A stream pair in a SPDY session to the pod, opening the session
+    /// the `way` given when none has room.
+    async fn open_spdy(&self, ep: &PodEndpoint, way: Way) -> Result<SpdyStream, Spdy> {
         let pod = {
             let mut all = self.sessions.lock().expect("sessions lock");
             all.entry((ep.namespace.clone(), ep.pod.clone())).or_default().clone()
         };
         // One opener at a time per pod: the others then share its session.
         let mut sessions = pod.lock().await;
-        if !self.spdy.load(Ordering::Relaxed) {
+        if self.way.load(Ordering::Relaxed) != way as u8 {
             return Err(Spdy::Unsupported("turned down before".into()));
         }
         sessions.retain(Session::is_usable);
@@ -169,20 +218,28 @@ impl PortForwarder {
             return Ok(stream);
         }
         let path = format!("/api/v1/namespaces/{}/pods/{}/portforward", ep.namespace, ep.pod);
-        let req = http::Request::get(path).body(Vec::new()).expect("a valid request");
-        let ws = {
+        let label = format!("{}/{}", ep.namespace, ep.pod);
+        let opened = {
             let _permit = self.upgrades.acquire().await.expect("semaphore never closed");
-            self.upgrade(req, TUNNEL_PROTOCOL).await
+            match way {
+                Way::Upgrade => self.upgrade_spdy(path).await.map(|io| Session::start(io, label.clone())),
+                Way::WebSocket => {
+                    let req = http::Request::get(path).body(Vec::new()).expect("a valid request");
+                    self.upgrade(req, TUNNEL_PROTOCOL).await.map(|ws| Session::start(WsBytes::new(ws), label.clone()))
+                }
+            }
         };
-        let ws = ws.map_err(|source| match &source {
+        let session = opened.map_err(|source| match &source {
             kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::SecWebSocketProtocolMismatch) => {
                 Spdy::Unsupported("the upgrade chose another subprotocol".into())
             }
-            kube::Error::Api(status) if status.code == 400 => Spdy::Unsupported(status.message.clone()),
+            kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code)) => {
+                Spdy::Unsupported(format!("it answered {code}"))
+            }
+            kube::Error::Api(status) if turned_down(way, status.code) => Spdy::Unsupported(status.message.clone()),
             _ => Spdy::Failed(PortForwardError::Open { endpoint: ep.to_string(), source }),
         })?;
-        tracing::debug!(pod = %format!("{}/{}", ep.namespace, ep.pod), "port-forward session opened");
-        let session = Session::start(WsBytes::new(ws), format!("{}/{}", ep.namespace, ep.pod));
+        tracing::debug!(pod = %label, ?way, "port-forward session opened");
         let stream = session
             .open(ep.port)
             .map_err(|e| Spdy::Failed(PortForwardError::Session { endpoint: ep.to_string(), source: e }))?;
@@ -207,7 +264,6 @@ impl PortForwarder {
         protocol: &'static str,
     ) -> Result<WebSocketStream<TokioIo<Upgraded>>, kube::Error> {
         use http::header::{self, HeaderValue};
-        use http_body_util::BodyExt;
         use kube::client::UpgradeConnectionError as Upgrade;
         let key = tungstenite::handshake::client::generate_key();
         let (mut parts, body) = req.into_parts();
@@ -217,7 +273,58 @@ impl PortForwarder {
         h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).expect("a base64 key"));
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-        let sent = self.client.send(http::Request::from_parts(parts, kube::client::Body::from(body)));
+        let res = self.send_upgrade(http::Request::from_parts(parts, body)).await?;
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
+            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketAcceptKeyMismatch));
+        }
+        if res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(HeaderValue::as_bytes) != Some(protocol.as_bytes()) {
+            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketProtocolMismatch));
+        }
+        let upgraded =
+            hyper::upgrade::on(res).await.map_err(|e| kube::Error::UpgradeConnection(Upgrade::GetPendingUpgrade(e)))?;
+        Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(ws_config())).await)
+    }
+
+    /// Upgrades a POST to `path` to SPDY/3.1, as kubectl does with
+    /// `KUBECTL_PORT_FORWARD_WEBSOCKETS=false` (and did before 1.31): the
+    /// answer must be 101 with `Upgrade: SPDY/3.1` and the port-forward
+    /// protocol in `X-Stream-Protocol-Version`. The session's frames then
+    /// go straight on the connection, with no WebSocket framing around them.
+    async fn upgrade_spdy(&self, path: String) -> Result<TokioIo<Upgraded>, kube::Error> {
+        use http::header::{self, HeaderValue};
+        use kube::client::UpgradeConnectionError as Upgrade;
+        let req = http::Request::post(path)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, SPDY_UPGRADE)
+            .header(STREAM_PROTOCOL, SPDY_PORTFORWARD)
+            .body(Vec::new())
+            .expect("a valid request");
+        let res = self.send_upgrade(req).await?;
+        let spoken = {
+            let is = |name, value: &str| {
+                let got = res.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+                got.is_some_and(|v| v.eq_ignore_ascii_case(value))
+            };
+            is(header::UPGRADE, SPDY_UPGRADE) && is(header::HeaderName::from_static(STREAM_PROTOCOL), SPDY_PORTFORWARD)
+        };
+        if !spoken {
+            return Err(kube::Error::UpgradeConnection(Upgrade::ProtocolSwitch(res.status())));
+        }
+        let upgraded =
+            hyper::upgrade::on(res).await.map_err(|e| kube::Error::UpgradeConnection(Upgrade::GetPendingUpgrade(e)))?;
+        Ok(TokioIo::new(upgraded))
+    }
+
+    /// Sends an upgrade request through the kube client. Anything but 101
+    /// becomes the API's `Status`, as the kube client reports it; no answer
+    /// within [`UPGRADE_TIMEOUT`] is an error too.
+    async fn send_upgrade(
+        &self,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<kube::client::Body>, kube::Error> {
+        use http_body_util::BodyExt;
+        let sent = self.client.send(req.map(kube::client::Body::from));
         // A kubelet (or an API server) that takes the upgrade and never
         // answers must not hold the request: it fails, and goes to another pod.
         let res = tokio::time::timeout(UPGRADE_TIMEOUT, sent).await.map_err(|_| {
@@ -235,16 +342,27 @@ impl PortForwarder {
             });
             return Err(kube::Error::Api(status.boxed()));
         }
-        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-        if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
-            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketAcceptKeyMismatch));
-        }
-        if res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(HeaderValue::as_bytes) != Some(protocol.as_bytes()) {
-            return Err(kube::Error::UpgradeConnection(Upgrade::SecWebSocketProtocolMismatch));
-        }
-        let upgraded =
-            hyper::upgrade::on(res).await.map_err(|e| kube::Error::UpgradeConnection(Upgrade::GetPendingUpgrade(e)))?;
-        Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(ws_config())).await)
+        Ok(res)
+    }
+}
+
+/// `Upgrade: SPDY/3.1`.
+const SPDY_UPGRADE: &str = "SPDY/3.1";
+/// The header that names the protocol inside the SPDY session.
+const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
+/// Port-forward's protocol inside SPDY.
+const SPDY_PORTFORWARD: &str = "portforward.k8s.io";
+
+/// Whether an API server's `code` for a SPDY upgrade the `way` given
+/// means that it (or a proxy in front of it) does not take that way, so
+/// the next is worth trying. A pod that is gone (404), a user who may not
+/// (403) or a server that is down (5xx but 501) fail every way alike.
+fn turned_down(way: Way, code: u16) -> bool {
+    match way {
+        // 400 "Upgrade request required" or "no common protocol", 405,
+        // 426, 501 from proxies that take no SPDY upgrade.
+        Way::Upgrade => matches!(code, 400 | 405 | 426 | 501),
+        Way::WebSocket => code == 400,
     }
 }
 

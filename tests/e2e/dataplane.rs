@@ -498,30 +498,71 @@ async fn one_upgrade_per_pod_carries_a_burst_of_connections() {
     }
     assert_eq!(pods, BTreeSet::from(["web-0".to_string(), "web-1".to_string()]));
     // Each pod's connections share one SPDY session: one upgrade per pod,
-    // without a `ports` query, as kubectl sends it.
+    // a POST upgraded to SPDY/3.1 without a `ports` query, as kubectl
+    // sends it.
     let upgrades: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/portforward")).collect();
     assert_eq!(upgrades.len(), 2, "{upgrades:?}");
-    assert!(upgrades.iter().all(|u| u.starts_with("GET ") && !u.contains("ports=")), "{upgrades:?}");
+    assert!(upgrades.iter().all(|u| u.starts_with("POST ") && !u.contains("ports=")), "{upgrades:?}");
+}
+
+/// A burst of 10 requests to a one-pod Service; the port-forward upgrades
+/// the API server saw, in order.
+async fn burst_upgrades(c: &TestCluster, d: &Devingress) -> Vec<String> {
+    assert!(routed(d, "web.example.com").await, "{}", d.log());
+    let burst: Vec<_> = (0..10).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap().status, 200);
+    }
+    c.api.requests().into_iter().filter(|r| r.contains("/portforward")).collect()
 }
 
 #[tokio::test]
-async fn an_api_server_without_spdy_in_a_websocket_gets_v4_and_a_note_once() {
+async fn behind_a_proxy_that_drops_spdy_upgrades_the_session_goes_in_a_websocket() {
     let mut c = TestCluster::start().await;
+    c.api.shared.spdy_upgrade.store(false, Ordering::SeqCst);
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    let upgrades = burst_upgrades(&c, &d).await;
+    let log = d.log();
+    assert_eq!(log.matches("does not take port-forward over an `Upgrade: SPDY/3.1`").count(), 1, "{log}");
+    assert!(log.contains("Upgrade request required"), "the API server's reason is in the note: {log}");
+    assert!(log.contains("using SPDY in a WebSocket (SPDY/3.1+portforward.k8s.io)"), "{log}");
+    // The refused SPDY upgrade, then one WebSocket session carrying all 10.
+    assert_eq!(upgrades.len(), 2, "{upgrades:?}");
+    assert!(upgrades[0].starts_with("POST "), "{upgrades:?}");
+    assert!(upgrades[1].starts_with("GET ") && !upgrades[1].contains("ports="), "{upgrades:?}");
+}
+
+#[tokio::test]
+async fn an_api_server_without_either_spdy_way_gets_v4_and_a_note_for_each_step() {
+    let mut c = TestCluster::start().await;
+    c.api.shared.spdy_upgrade.store(false, Ordering::SeqCst);
     c.api.shared.spdy_tunnel.store(false, Ordering::SeqCst);
     c.service("default", "web", "", 8080, json!(8080));
     c.pods("default", "web", "", 8080, 1).await;
     ingress_to(&c, "web", "web.example.com", "web");
     let d = Devingress::up(&c.kubeconfig, &[]).await;
-    assert!(routed(&d, "web.example.com").await, "{}", d.log());
-    let burst: Vec<_> = (0..10).map(|_| tokio::spawn(get(d.port, "web.example.com", "/"))).collect();
-    for r in burst {
-        assert_eq!(r.await.unwrap().status, 200);
-    }
+    let upgrades = burst_upgrades(&c, &d).await;
     let log = d.log();
+    assert_eq!(log.matches("does not take port-forward over an `Upgrade: SPDY/3.1`").count(), 1, "{log}");
     assert_eq!(log.matches("does not take port-forward over SPDY in a WebSocket").count(), 1, "{log}");
     assert!(log.contains("using one WebSocket per connection (v4.channel.k8s.io)"), "{log}");
-    let upgrades: Vec<String> = c.api.requests().into_iter().filter(|r| r.contains("/portforward")).collect();
-    assert!(upgrades.iter().skip(1).all(|u| u.contains("ports=8080")), "after the first, v4 only: {upgrades:?}");
+    assert!(upgrades.iter().skip(2).all(|u| u.contains("ports=8080")), "after two refusals, v4 only: {upgrades:?}");
+}
+
+#[tokio::test]
+async fn port_forward_websocket_starts_at_spdy_in_a_websocket() {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    let d = Devingress::up(&c.kubeconfig, &["--port-forward", "websocket"]).await;
+    let upgrades = burst_upgrades(&c, &d).await;
+    assert_eq!(upgrades.len(), 1, "{upgrades:?}");
+    assert!(upgrades[0].starts_with("GET ") && !upgrades[0].contains("ports="), "{upgrades:?}");
+    assert!(!d.log().contains("does not take"), "{}", d.log());
 }
 
 #[tokio::test]

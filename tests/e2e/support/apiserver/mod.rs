@@ -52,6 +52,10 @@ pub struct Shared {
     /// servers since 1.30/1.31; off, as before, such a request gets the
     /// v4 protocol or a 400).
     pub spdy_tunnel: std::sync::atomic::AtomicBool,
+    /// Whether a port-forward `Upgrade: SPDY/3.1` gets through (off: as
+    /// behind a proxy that drops the `Upgrade` header, the API server sees
+    /// a plain POST and answers 400 "Upgrade request required").
+    pub spdy_upgrade: std::sync::atomic::AtomicBool,
     /// Requests other than port-forwards answered with an error until a
     /// deadline: `(until, code, Retry-After seconds)`.
     pub failing: Mutex<Option<(std::time::Instant, u16, Option<u64>)>>,
@@ -124,6 +128,7 @@ impl FakeApiServer {
             upgrading: Mutex::new((0, 0)),
             gateway_api: std::sync::atomic::AtomicBool::new(false),
             spdy_tunnel: std::sync::atomic::AtomicBool::new(true),
+            spdy_upgrade: std::sync::atomic::AtomicBool::new(true),
             failing: Mutex::new(None),
             hanging: Mutex::new(HashSet::new()),
             resetting: Mutex::new(HashMap::new()),

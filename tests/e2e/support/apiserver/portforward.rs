@@ -61,7 +61,8 @@ pub async fn handle(
             .any(|p| p.trim().eq_ignore_ascii_case(wanted))
     };
     let ws_key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let protocol = if offers(header::UPGRADE.as_str(), SPDY) && req.method() == http::Method::POST {
+    let spdy_upgrade = offers(header::UPGRADE.as_str(), SPDY) && shared.spdy_upgrade.load(Ordering::SeqCst);
+    let protocol = if spdy_upgrade && req.method() == http::Method::POST {
         if !offers("x-stream-protocol-version", SPDY_PORTFORWARD) {
             return status_error(&shared, 400, "BadRequest", "unable to upgrade: no common protocol", None);
         }
