@@ -173,41 +173,23 @@ fn main() {
         );
         let pod = c.pods.iter().find(|p| p.name == "bandicoot-0").unwrap().addr;
         let pooled = Devingress::up_with_env(&c.kubeconfig, &[], &support::bench::as_users()).await;
-        // A second daemon needs a control socket of its own.
-        let naive_run = c.kubeconfig.with_file_name("run-naive");
+        // Each further daemon needs a control socket of its own (in `run`).
         let system = c.kubeconfig.with_file_name("system");
-        let naive = Devingress::up_with_env(
-            &c.kubeconfig,
-            &["--no-pool"],
-            &[
-                ("DEVINGRESS_RUNTIME_DIR", naive_run.as_os_str()),
-                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
-                support::bench::as_users()[0],
-            ],
-        )
-        .await;
-        let v4_run = c.kubeconfig.with_file_name("run-v4");
-        let v4 = Devingress::up_with_env(
-            &c.kubeconfig,
-            &["--port-forward", "v4"],
-            &[
-                ("DEVINGRESS_RUNTIME_DIR", v4_run.as_os_str()),
-                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
-                support::bench::as_users()[0],
-            ],
-        )
-        .await;
-        let tunnel_run = c.kubeconfig.with_file_name("run-tunnel");
-        let tunnel = Devingress::up_with_env(
-            &c.kubeconfig,
-            &["--port-forward", "websocket"],
-            &[
-                ("DEVINGRESS_RUNTIME_DIR", tunnel_run.as_os_str()),
-                ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
-                support::bench::as_users()[0],
-            ],
-        )
-        .await;
+        let another = |args: &'static [&'static str], run: &str| {
+            let run = c.kubeconfig.with_file_name(run);
+            let (kubeconfig, system) = (c.kubeconfig.clone(), system.clone());
+            async move {
+                let env = [
+                    ("DEVINGRESS_RUNTIME_DIR", run.as_os_str()),
+                    ("DEVINGRESS_SYSTEM_ROOT", system.as_os_str()),
+                    support::bench::as_users()[0],
+                ];
+                Devingress::up_with_env(&kubeconfig, args, &env).await
+            }
+        };
+        let naive = another(&["--no-pool"], "run-naive").await;
+        let v4 = another(&["--port-forward", "v4"], "run-v4").await;
+        let tunnel = another(&["--port-forward", "websocket"], "run-tunnel").await;
         for (d, host) in [
             (&pooled, "bandicoot.example.com"),
             (&pooled, ROUTE_HOST),

@@ -505,7 +505,16 @@ async fn one_upgrade_per_pod_carries_a_burst_of_connections() {
     assert!(upgrades.iter().all(|u| u.starts_with("POST ") && !u.contains("ports=")), "{upgrades:?}");
 }
 
-/// A burst of 10 requests to a one-pod Service; the port-forward upgrades
+/// A cluster with one pod behind `web.example.com`.
+async fn one_web_pod() -> TestCluster {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    c
+}
+
+/// A burst of 10 requests to `web.example.com`; the port-forward upgrades
 /// the API server saw, in order.
 async fn burst_upgrades(c: &TestCluster, d: &Devingress) -> Vec<String> {
     assert!(routed(d, "web.example.com").await, "{}", d.log());
@@ -518,11 +527,8 @@ async fn burst_upgrades(c: &TestCluster, d: &Devingress) -> Vec<String> {
 
 #[tokio::test]
 async fn behind_a_proxy_that_drops_spdy_upgrades_the_session_goes_in_a_websocket() {
-    let mut c = TestCluster::start().await;
+    let c = one_web_pod().await;
     c.api.shared.spdy_upgrade.store(false, Ordering::SeqCst);
-    c.service("default", "web", "", 8080, json!(8080));
-    c.pods("default", "web", "", 8080, 1).await;
-    ingress_to(&c, "web", "web.example.com", "web");
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     let upgrades = burst_upgrades(&c, &d).await;
     let log = d.log();
@@ -537,12 +543,9 @@ async fn behind_a_proxy_that_drops_spdy_upgrades_the_session_goes_in_a_websocket
 
 #[tokio::test]
 async fn an_api_server_without_either_spdy_way_gets_v4_and_a_note_for_each_step() {
-    let mut c = TestCluster::start().await;
+    let c = one_web_pod().await;
     c.api.shared.spdy_upgrade.store(false, Ordering::SeqCst);
     c.api.shared.spdy_tunnel.store(false, Ordering::SeqCst);
-    c.service("default", "web", "", 8080, json!(8080));
-    c.pods("default", "web", "", 8080, 1).await;
-    ingress_to(&c, "web", "web.example.com", "web");
     let d = Devingress::up(&c.kubeconfig, &[]).await;
     let upgrades = burst_upgrades(&c, &d).await;
     let log = d.log();
@@ -554,10 +557,7 @@ async fn an_api_server_without_either_spdy_way_gets_v4_and_a_note_for_each_step(
 
 #[tokio::test]
 async fn port_forward_websocket_starts_at_spdy_in_a_websocket() {
-    let mut c = TestCluster::start().await;
-    c.service("default", "web", "", 8080, json!(8080));
-    c.pods("default", "web", "", 8080, 1).await;
-    ingress_to(&c, "web", "web.example.com", "web");
+    let c = one_web_pod().await;
     let d = Devingress::up(&c.kubeconfig, &["--port-forward", "websocket"]).await;
     let upgrades = burst_upgrades(&c, &d).await;
     assert_eq!(upgrades.len(), 1, "{upgrades:?}");
