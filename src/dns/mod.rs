@@ -53,11 +53,11 @@ fn echoed_queries(request: &Request) -> Queries {
     let mut bytes = Vec::new();
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_name_encoding(NameEncoding::Uncompressed);
-    let written = queries.iter().try_for_each(|q| q.emit(&mut encoder));
-    let count = if written.is_ok() { queries.len() } else { 0 };
-    let bytes = if written.is_ok() { bytes } else { Vec::new() };
-    Queries::read(&mut BinDecoder::new(&bytes), count)
-        .unwrap_or_else(|_| Queries::read(&mut BinDecoder::new(&[]), 0).expect("no questions read from nothing"))
+    let none = || Queries::read(&mut BinDecoder::new(&[]), 0).expect("no questions read from nothing");
+    match queries.iter().try_for_each(|q| q.emit(&mut encoder)) {
+        Ok(()) => Queries::read(&mut BinDecoder::new(&bytes), queries.len()).unwrap_or_else(|_| none()),
+        Err(_) => none(),
+    }
 }
 
 /// What the server records when a response could not be sent.
