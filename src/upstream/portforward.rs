@@ -531,3 +531,25 @@ impl AsyncWrite for PortForwardStream {
         poll_close_ws(&mut self.get_mut().ws, cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only answers that say "not this way" move on to the next way; a pod
+    /// that is gone, a user who may not, or a server that is down fail
+    /// every way alike and must not switch the daemon to a costlier one.
+    #[test]
+    fn only_a_refused_protocol_moves_on_to_the_next_way() {
+        for code in [400, 405, 426, 501] {
+            assert!(turned_down(Way::Upgrade, code), "{code}");
+        }
+        for code in [401, 403, 404, 429, 500, 502, 503] {
+            assert!(!turned_down(Way::Upgrade, code), "{code}");
+            assert!(!turned_down(Way::WebSocket, code), "{code}");
+        }
+        assert!(turned_down(Way::WebSocket, 400));
+        assert_eq!(Way::from_u8(Way::Upgrade as u8 + 1), Some(Way::WebSocket));
+        assert_eq!(Way::from_u8(Way::WebSocket as u8 + 1), None, "after the WebSocket tunnel comes v4");
+    }
+}
