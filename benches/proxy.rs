@@ -306,30 +306,20 @@ fn main() {
                         "",
                         figures[2].rps / figures[1].rps
                     );
-                    // devingress against each kubectl row: requests/s, and CPU per request.
-                    println!(
-                        "{:<40} {label:<22} SPDY streams are {:.2}x the v4 row in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
-                        "",
-                        figures[1].rps / figures[4].rps,
-                        figures[1].cpu_ms_per_request / figures[4].cpu_ms_per_request,
-                        figures[1].cluster_ms_per_request / figures[4].cluster_ms_per_request,
-                    );
-                    println!(
-                        "{:<40} {label:<22} SPDY after an HTTP/1.1 upgrade is {:.2}x SPDY in a WebSocket in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
-                        "",
-                        figures[1].rps / figures[5].rps,
-                        figures[1].cpu_ms_per_request / figures[5].cpu_ms_per_request,
-                        figures[1].cluster_ms_per_request / figures[5].cluster_ms_per_request,
-                    );
-                    for (row, k) in rows.iter().zip(&figures).skip(6) {
+                    // The pooled Ingress row against another: requests/s, and CPU per request.
+                    let against = |subject: &str, other: &str, k: &Figures| {
                         println!(
-                            "{:<40} {label:<22} devingress is {:.2}x {} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                            "{:<40} {label:<22} {subject} {:.2}x {other} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
                             "",
                             figures[1].rps / k.rps,
-                            row.name,
                             figures[1].cpu_ms_per_request / k.cpu_ms_per_request,
                             figures[1].cluster_ms_per_request / k.cluster_ms_per_request,
                         );
+                    };
+                    against("SPDY streams are", "the v4 row", &figures[4]);
+                    against("SPDY after an HTTP/1.1 upgrade is", "SPDY in a WebSocket", &figures[5]);
+                    for (row, k) in rows.iter().zip(&figures).skip(6) {
+                        against("devingress is", row.name, k);
                     }
                     if fresh {
                         println!(
