@@ -8,7 +8,7 @@
 //! beyond a small bound, and a route change not live within 1 s.
 //!
 //! It is `#[ignore]`d in `cargo test` (it takes minutes); CI runs it for
-//! 120 s as a step of its own. `DEVINGRESS_SOAK_SECONDS` sets its length
+//! 90 s as a step of its own. `DEVINGRESS_SOAK_SECONDS` sets its length
 //! (120 by default); an hour by hand: `DEVINGRESS_SOAK_SECONDS=3600 cargo
 //! test --test e2e soak -- --ignored --nocapture`.
 
