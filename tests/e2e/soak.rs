@@ -92,7 +92,7 @@ fn ingress(c: &TestCluster, name: &str, host: &str, svc: &str) {
 }
 
 #[tokio::test]
-#[ignore = "minutes long: CI runs it as a step of its own, `DEVINGRESS_SOAK_SECONDS=120 cargo test --test e2e soak -- --ignored`"]
+#[ignore = "minutes long: CI runs it as a step of its own, `DEVINGRESS_SOAK_SECONDS=90 cargo test --test e2e soak -- --ignored`"]
 async fn soak_under_churn_loses_nothing_and_does_not_grow() {
     let seconds: u64 = std::env::var("DEVINGRESS_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     let mut c = TestCluster::start().await;
