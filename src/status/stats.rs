@@ -62,10 +62,14 @@ impl Stats {
     /// Counts one answered request; a 5xx with a `reason` is kept as a recent error.
     pub fn record(&self, host: &str, status: u16, reason: Option<&str>) {
         let mut s = self.inner.lock().expect("stats lock");
-        let c = s.by_host.entry(host.to_string()).or_default();
-        c.requests += 1;
-        if status >= 500 {
-            c.errors += 1;
+        let count = |c: &mut HostCounts| {
+            c.requests += 1;
+            c.errors += u64::from(status >= 500);
+        };
+        // The host's name is copied only the first time it is counted.
+        match s.by_host.get_mut(host) {
+            Some(c) => count(c),
+            None => count(s.by_host.entry(host.to_string()).or_default()),
         }
         match status {
             0..=299 => s.classes.ok += 1,

@@ -109,6 +109,18 @@ struct Slot {
     warming: usize,
 }
 
+impl Slot {
+    /// How many connections short of `warm` spares it is, counting those
+    /// being opened.
+    fn missing(&self, protocol: Protocol, warm: usize) -> usize {
+        let (have, want) = match protocol {
+            Protocol::Http1 => (self.idle.len(), warm),
+            Protocol::H2c => (usize::from(self.shared.is_some()), 1),
+        };
+        want.saturating_sub(have + self.warming)
+    }
+}
+
 /// The pool. Shared as `Arc<Pool>`.
 pub struct Pool {
     opener: PortForwarder,
@@ -144,10 +156,10 @@ impl Pool {
 
     /// Takes a ready connection, or opens one.
     pub async fn checkout(self: &Arc<Self>, key: &Key) -> Result<Checkout, ConnectError> {
-        let reused = {
+        let (reused, short) = {
             let mut slots = self.slots.lock().expect("pool lock");
             let slot = slots.entry(key.clone()).or_default();
-            match key.protocol {
+            let reused = match key.protocol {
                 Protocol::Http1 => {
                     let mut found = None;
                     while let Some((conn, ended, _)) = slot.idle.pop_back() {
@@ -168,10 +180,14 @@ impl Pool {
                         None
                     }
                 },
-            }
+            };
+            (reused, slot.missing(key.protocol, self.settings.warm_per_endpoint) > 0)
         };
         if let Some(conn) = reused {
-            self.top_up(key);
+            // Most requests find spares left and need not look further.
+            if short {
+                self.top_up(key);
+            }
             return Ok(Checkout { conn, reused: true });
         }
         let conn = self.connect(key).await?;
@@ -185,9 +201,16 @@ impl Pool {
         Ok(Checkout { conn, reused: false })
     }
 
-    /// Gives an HTTP/1.1 connection back once its exchange has finished.
+    /// Gives an HTTP/1.1 connection back once its exchange has finished:
+    /// at once when it has (a response whose body hyper has already taken
+    /// in whole, the usual case for small answers), else from a task that
+    /// waits for the rest of the body to pass.
     pub fn checkin(self: &Arc<Self>, key: Key, mut conn: http1::SendRequest<UpstreamBody>, ended: Ended) {
         if !self.settings.enabled {
+            return;
+        }
+        if conn.is_ready() {
+            self.put_idle(key, conn, ended);
             return;
         }
         let pool = Arc::downgrade(self);
@@ -276,15 +299,7 @@ impl Pool {
         let wanted = {
             let mut slots = self.slots.lock().expect("pool lock");
             let slot = slots.entry(key.clone()).or_default();
-            let have = match key.protocol {
-                Protocol::Http1 => slot.idle.len(),
-                Protocol::H2c => usize::from(slot.shared.is_some()),
-            } + slot.warming;
-            let want = match key.protocol {
-                Protocol::Http1 => self.settings.warm_per_endpoint,
-                Protocol::H2c => 1,
-            };
-            let n = want.saturating_sub(have);
+            let n = slot.missing(key.protocol, self.settings.warm_per_endpoint);
             slot.warming += n;
             n
         };
