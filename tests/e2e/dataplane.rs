@@ -246,6 +246,36 @@ async fn pool_is_warm_and_closes_connections_of_endpoints_that_leave() {
     }
 }
 
+/// A pooled connection goes back to the pool when its exchange ends and
+/// serves the next request: a small answer's at once, a long download's
+/// once its body has passed. Requests one after another then open no new
+/// connections (stream pairs in the pod's SPDY session) beyond a spare.
+#[tokio::test]
+async fn pooled_connections_serve_one_request_after_another() {
+    let mut c = TestCluster::start().await;
+    c.service("default", "web", "", 8080, json!(8080));
+    c.pods("default", "web", "", 8080, 1).await;
+    ingress_to(&c, "web", "web.example.com", "web");
+    let d = Devingress::up(&c.kubeconfig, &[]).await;
+    assert!(routed(&d, "web.example.com").await, "{}", d.log());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let opened = c.api.spdy_stream_count();
+    const MIB: usize = 1024 * 1024;
+    for _ in 0..20 {
+        assert_eq!(get(d.port, "web.example.com", "/").await.status, 200);
+    }
+    for _ in 0..8 {
+        let a = get(d.port, "web.example.com", &format!("/download?bytes={MIB}")).await;
+        assert_eq!((a.status, a.body.len()), (200, MIB));
+    }
+    for _ in 0..10 {
+        assert_eq!(get(d.port, "web.example.com", "/").await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let new = c.api.spdy_stream_count() - opened;
+    assert!(new <= 4, "{new} new connections for 38 requests one after another; log:\n{}", d.log());
+}
+
 #[tokio::test]
 async fn websocket_outlives_the_pool_idle_timeout() {
     let mut c = TestCluster::start().await;
