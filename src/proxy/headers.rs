@@ -63,8 +63,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
 /// What the proxy knows about the client side of a request.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    /// The client's address.
-    pub ip: IpAddr,
+    /// The client's address, as [`client_ip`] writes it once per connection.
+    pub ip: HeaderValue,
     /// `http` or `https`.
     pub proto: &'static str,
     /// The port the client connected to.
@@ -73,20 +73,26 @@ pub struct ClientInfo {
     pub host: Option<HeaderValue>,
 }
 
+/// A client's address as a header value. Made once per connection: each
+/// request's forwarding headers then share it instead of formatting it.
+pub fn client_ip(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string())).expect("an IP address is a valid header value")
+}
+
 /// Sets `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`,
 /// `X-Forwarded-Port` and `X-Real-IP`.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
-    let ip = client.ip.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+        Some(prev) if !prev.trim().is_empty() => {
+            let ip = client.ip.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+        }
+        _ => Some(client.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(client.proto));
     headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(client.port));
     match &client.host {
@@ -140,7 +146,7 @@ mod tests {
     #[test]
     fn forwarded_headers() {
         let client = ClientInfo {
-            ip: "127.0.0.1".parse().unwrap(),
+            ip: client_ip("127.0.0.1".parse().unwrap()),
             proto: "http",
             port: 8080,
             host: Some(HeaderValue::from_static("a.test")),
@@ -155,5 +161,10 @@ mod tests {
         let mut h = HeaderMap::new();
         set_forwarded(&mut h, &client);
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        let v6 = ClientInfo { ip: client_ip("::1".parse().unwrap()), ..client };
+        let mut h = map(&[("x-forwarded-for", "10.1.1.1")]);
+        set_forwarded(&mut h, &v6);
+        assert_eq!(h["x-forwarded-for"], "10.1.1.1, ::1");
+        assert_eq!(h["x-real-ip"], "::1");
     }
 }

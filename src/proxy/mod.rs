@@ -7,17 +7,16 @@ mod pages;
 mod ports;
 mod screen;
 
-pub use headers::{ClientInfo, set_forwarded, strip_hop_by_hop, upgrade_protocol};
+pub use headers::{ClientInfo, client_ip, set_forwarded, strip_hop_by_hop, upgrade_protocol};
 pub use ports::{OwnPorts, OwnPortsReport};
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
@@ -96,9 +95,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let ip = client_ip(peer.ip());
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(handle(&proxy, peer, local_port, req).await) }
+            let ip = ip.clone();
+            async move { Ok::<_, Infallible>(handle(&proxy, ip, local_port, req).await) }
         });
         let watcher = graceful.watcher();
         let builder = builder.clone();
@@ -142,9 +143,9 @@ pub async fn serve(
 /// How long a client may take over its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Answers one request: the status page, or the route's pod; counts it.
-/// Never fails: problems become pages.
-pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Request<Incoming>) -> Response<ProxyBody> {
+/// Answers one request from the client at `ip` ([`client_ip`]): the status
+/// page, or the route's pod; counts it. Never fails: problems become pages.
+pub async fn handle(proxy: &Proxy, ip: HeaderValue, local_port: u16, req: Request<Incoming>) -> Response<ProxyBody> {
     if let Some(refused) = screen::refuse(&req) {
         return refused;
     }
@@ -162,7 +163,7 @@ pub async fn handle(proxy: &Proxy, peer: SocketAddr, local_port: u16, req: Reque
     let res = if proxy.status.paused() {
         pages::paused()
     } else {
-        forward(proxy, &table, peer, local_port, req, host_value, &host).await
+        forward(proxy, &table, ip, local_port, req, host_value, &host).await
     };
     let status = res.status();
     let reason = match res.extensions().get::<pages::ErrorReason>() {
@@ -245,7 +246,7 @@ fn status_page(proxy: &Proxy, method: &http::Method, path: &str) -> Response<Pro
 async fn forward(
     proxy: &Proxy,
     table: &RouteTable,
-    peer: SocketAddr,
+    ip: HeaderValue,
     local_port: u16,
     mut req: Request<Incoming>,
     host_value: Option<String>,
@@ -346,7 +347,7 @@ async fn forward(
         };
         let mut headers = parts.headers;
         let info = ClientInfo {
-            ip: peer.ip(),
+            ip,
             proto: proxy.slot.scheme(),
             port: local_port,
             host: host_value.as_deref().and_then(|h| header::HeaderValue::from_str(h).ok()),
