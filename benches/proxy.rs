@@ -278,19 +278,15 @@ fn main() {
                     if only.as_ref().is_some_and(|o| !o.contains(&conns)) {
                         continue;
                     }
-                    // Warm each target's pool for this shape of load.
-                    for row in &rows[1..] {
-                        wrk(row, conns, 1, fresh, &tunnels);
-                    }
-                    // Each row is warmed again for a second right before it is
-                    // measured, so that it starts from its own load and not the
-                    // previous row's (without this the first devingress row
-                    // came out 15-38% slower than the second). Not in the short
-                    // mode, whose figures mean little anyway.
+                    // Each forwarder's row is warmed for a second (its pool, for
+                    // this shape of load) right before it is measured, so that it
+                    // starts from its own load and not the previous row's (warmed
+                    // all together first, the first devingress row came out
+                    // 15-38% slower than the second).
                     let figures: Vec<Figures> = rows
                         .iter()
                         .map(|row| {
-                            if seconds > 1 {
+                            if row.pid.is_some() {
                                 wrk(row, conns, 1, fresh, &tunnels);
                             }
                             wrk(row, conns, seconds, fresh, &tunnels)
