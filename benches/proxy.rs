@@ -5,8 +5,6 @@
 //! - through devingress with its connection pool, by an Ingress rule;
 //! - the same daemon and pod by a Gateway API HTTPRoute (the two should
 //!   be equal: one routing table serves both);
-//! - through devingress with `--no-pool` (one port-forward per request, the
-//!   naive way),
 //! - through devingress with `--port-forward v4` (pooled, but one WebSocket
 //!   upgrade per connection instead of SPDY streams in one per pod),
 //! - through devingress with `--port-forward websocket` (pooled SPDY
@@ -16,6 +14,10 @@
 //!   each of its protocols: SPDY/3.1 tunnelled in a WebSocket (its
 //!   default) and SPDY/3.1 after an HTTP/1.1 upgrade, both against the same
 //!   fake API server (rows left out when kubectl is not installed),
+//! - through devingress with `--no-pool` (one port-forward per request, the
+//!   naive way), measured last: its tens of thousands of sockets left in
+//!   TIME_WAIT at the new-connection shapes are then no load on the rows
+//!   it is compared with,
 //!
 //! at 1, 32 and 256 concurrent keep-alive connections, and with clients
 //! that open a new connection per request. It also times the first byte of
@@ -26,8 +28,13 @@
 //! against the fake API server of tests/, which port-forwards to a local
 //! pod server.
 //!
+//! Each row's time is split into rounds (three in the full mode, one in the
+//! short mode), and the rows take turns round by round, so that a machine
+//! that speeds up or slows down over minutes weighs on every row alike.
+//!
 //! Run: `cargo bench --bench proxy` (`BENCH_SECONDS` sets each row's length;
-//! `BENCH_SHAPES=1,256` runs only the shapes with those client counts).
+//! `BENCH_ROUNDS` the rounds it is split into; `BENCH_SHAPES=1,256` runs
+//! only the shapes with those client counts).
 
 #[path = "../tests/e2e/support/mod.rs"]
 mod support;
@@ -44,7 +51,7 @@ use support::cluster::TestCluster;
 const ROUTE_HOST: &str = "route.bandicoot.example.com";
 use support::devingress::{Devingress, get};
 
-/// One wrk run's figures.
+/// One wrk run's figures, or a row's over its rounds.
 #[derive(Clone, Copy)]
 struct Figures {
     rps: f64,
@@ -132,6 +139,30 @@ fn wrk(
     }
 }
 
+impl Figures {
+    /// One row's figures over its rounds (each `seconds` long): the mean
+    /// requests/s, CPU per request over all the rounds' requests, the
+    /// median round's latencies, and the errors and tunnels of all.
+    fn over_rounds(rounds: &[Figures]) -> Figures {
+        let median = |f: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let requests: f64 = rounds.iter().map(|f| f.rps).sum();
+        let per_request = |f: fn(&Figures) -> f64| rounds.iter().map(|r| f(r) * r.rps).sum::<f64>() / requests;
+        Figures {
+            rps: requests / rounds.len() as f64,
+            p50_ms: median(|f| f.p50_ms),
+            p99_ms: median(|f| f.p99_ms),
+            errors: rounds.iter().map(|f| f.errors).sum(),
+            cpu_ms_per_request: per_request(|f| f.cpu_ms_per_request),
+            cluster_ms_per_request: per_request(|f| f.cluster_ms_per_request),
+            tunnels: rounds.iter().map(|f| f.tunnels).sum(),
+        }
+    }
+}
+
 /// Time to the first response byte of `n` fresh client connections.
 fn first_byte_ms(port: u16, n: usize) -> (f64, f64) {
     let mut samples: Vec<f64> = (0..n)
@@ -215,6 +246,14 @@ fn main() {
             })
             .collect();
         let seconds = support::bench::seconds();
+        let rounds: u32 = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(if support::bench::full() { 3 } else { 1 })
+            .min(seconds);
+        // BENCH_SECONDS=10 in three rounds: 3 s each.
+        let round_seconds = ((seconds + rounds / 2) / rounds).max(1);
         let (pooled_pid, naive_pid, v4_pid, tunnel_pid) =
             (Some(pooled.pid()), Some(naive.pid()), Some(v4.pid()), Some(tunnel.pid()));
         let rows = move || {
@@ -238,12 +277,6 @@ fn main() {
                     pid: pooled_pid,
                 },
                 Row {
-                    name: "devingress, --no-pool (naive)",
-                    url: format!("http://127.0.0.1:{}/", naive.port),
-                    host: "bandicoot.example.com",
-                    pid: naive_pid,
-                },
-                Row {
                     name: "devingress, pooled, v4 (1 upgrade/conn)",
                     url: format!("http://127.0.0.1:{}/", v4.port),
                     host: "bandicoot.example.com",
@@ -257,6 +290,12 @@ fn main() {
                 },
             ];
             rows.extend(kubectl_rows.iter().cloned());
+            rows.push(Row {
+                name: "devingress, --no-pool (naive)",
+                url: format!("http://127.0.0.1:{}/", naive.port),
+                host: "bandicoot.example.com",
+                pid: naive_pid,
+            });
             rows
         };
         let pooled_port = pooled.port;
@@ -278,20 +317,21 @@ fn main() {
                     if only.as_ref().is_some_and(|o| !o.contains(&conns)) {
                         continue;
                     }
-                    // Each forwarder's row is warmed for a second (its pool, for
-                    // this shape of load) right before it is measured, so that it
-                    // starts from its own load and not the previous row's (warmed
-                    // all together first, the first devingress row came out
-                    // 15-38% slower than the second).
-                    let figures: Vec<Figures> = rows
-                        .iter()
-                        .map(|row| {
+                    // The rows take turns, round by round. Each forwarder's row is
+                    // warmed for a second (its pool, for this shape of load) right
+                    // before each of its rounds, so that it starts from its own load
+                    // and not the previous row's (warmed all together first, the
+                    // first devingress row came out 15-38% slower than the second).
+                    let mut by_row: Vec<Vec<Figures>> = vec![Vec::new(); rows.len()];
+                    for _ in 0..rounds {
+                        for (row, measured) in rows.iter().zip(&mut by_row) {
                             if row.pid.is_some() {
                                 wrk(row, conns, 1, fresh, &tunnels);
                             }
-                            wrk(row, conns, seconds, fresh, &tunnels)
-                        })
-                        .collect();
+                            measured.push(wrk(row, conns, round_seconds, fresh, &tunnels));
+                        }
+                    }
+                    let figures: Vec<Figures> = by_row.iter().map(|r| Figures::over_rounds(r)).collect();
                     for (row, f) in rows.iter().zip(&figures) {
                         println!(
                             "{:<40} {label:<22} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x {:>7} {:>12} {:>14.4} {:>8}",
@@ -315,26 +355,38 @@ fn main() {
                         "",
                         figures[2].rps / figures[1].rps
                     );
-                    // The pooled Ingress row against another: requests/s, and CPU per request.
-                    let against = |subject: &str, other: &str, k: &Figures| {
+                    // The pooled Ingress row against row `k`: requests/s (with each
+                    // round's ratio when there are several: how far it swings), and
+                    // CPU per request.
+                    let against = |subject: &str, other: &str, k: usize| {
+                        let each = if rounds > 1 {
+                            let ratios: Vec<String> =
+                                by_row[1].iter().zip(&by_row[k]).map(|(d, o)| format!("{:.2}", d.rps / o.rps)).collect();
+                            format!(" (rounds: {})", ratios.join(", "))
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "{:<40} {label:<22} {subject} {:.2}x {other} in req/s, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
+                            "{:<40} {label:<22} {subject} {:.2}x {other} in req/s{each}, {:.2}x its CPU per request, {:.2}x its cluster CPU per request",
                             "",
-                            figures[1].rps / k.rps,
-                            figures[1].cpu_ms_per_request / k.cpu_ms_per_request,
-                            figures[1].cluster_ms_per_request / k.cluster_ms_per_request,
+                            figures[1].rps / figures[k].rps,
+                            figures[1].cpu_ms_per_request / figures[k].cpu_ms_per_request,
+                            figures[1].cluster_ms_per_request / figures[k].cluster_ms_per_request,
                         );
                     };
-                    against("SPDY streams are", "the v4 row", &figures[4]);
-                    against("SPDY after an HTTP/1.1 upgrade is", "SPDY in a WebSocket", &figures[5]);
-                    for (row, k) in rows.iter().zip(&figures).skip(6) {
+                    // Rows 3 and 4 are v4 and SPDY in a WebSocket; the kubectl
+                    // rows follow, and the naive row is the last.
+                    let naive = figures.len() - 1;
+                    against("SPDY streams are", "the v4 row", 3);
+                    against("SPDY after an HTTP/1.1 upgrade is", "SPDY in a WebSocket", 4);
+                    for (k, row) in rows.iter().enumerate().take(naive).skip(5) {
                         against("devingress is", row.name, k);
                     }
                     if fresh {
                         println!(
                             "{:<40} {label:<22} pooled is {:.1}x the naive row",
                             "",
-                            figures[1].rps / figures[3].rps
+                            figures[1].rps / figures[naive].rps
                         );
                     } else if conns == 1 {
                         println!(
@@ -350,7 +402,10 @@ fn main() {
                 );
             })
         };
-        println!("devingress HTTP benchmark: wrk, {seconds}s per row, GET / (~500-byte JSON answer), one pod");
+        println!(
+            "devingress HTTP benchmark: wrk, {} s per row in {rounds} round(s), the rows taking turns, GET / (~500-byte JSON answer), one pod",
+            round_seconds * rounds
+        );
         println!("\n1. The fake API server as it is (a port-forward upgrade costs it well under 1 ms):");
         let shapes = vec![
             ("1 keep-alive", 1, false),
