@@ -149,10 +149,11 @@ impl Figures {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let requests: f64 = rounds.iter().map(|f| f.rps).sum();
-        let per_request = |f: fn(&Figures) -> f64| rounds.iter().map(|r| f(r) * r.rps).sum::<f64>() / requests;
+        // The rounds are equally long, so each one's requests/s weighs as its requests.
+        let rps_sum: f64 = rounds.iter().map(|f| f.rps).sum();
+        let per_request = |f: fn(&Figures) -> f64| rounds.iter().map(|r| f(r) * r.rps).sum::<f64>() / rps_sum;
         Figures {
-            rps: requests / rounds.len() as f64,
+            rps: rps_sum / rounds.len() as f64,
             p50_ms: median(|f| f.p50_ms),
             p99_ms: median(|f| f.p99_ms),
             errors: rounds.iter().map(|f| f.errors).sum(),
